@@ -1,0 +1,3 @@
+/* repl.c - placeholder */
+#include "host.h"
+int hsm_repl(lua_State *L) { (void)L; return 0; }

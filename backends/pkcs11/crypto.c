@@ -1,0 +1,127 @@
+/* crypto.c - key generation, single-part crypto, random, wrap, unwrap, derive. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsm_p11.h"
+
+static CK_FUNCTION_LIST *F(hsm_session *s) { return hsm_module_functions(s->module); }
+
+int hsm_generate_key(hsm_session *s, CK_MECHANISM *mech, const hsm_tmpl *t,
+                     CK_OBJECT_HANDLE *out, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_GenerateKey(s->h, mech, t->a, t->n, out);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_GenerateKey", rv);
+}
+
+int hsm_generate_key_pair(hsm_session *s, CK_MECHANISM *mech, const hsm_tmpl *pub,
+                          const hsm_tmpl *priv, CK_OBJECT_HANDLE *pub_out,
+                          CK_OBJECT_HANDLE *priv_out, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_GenerateKeyPair(s->h, mech, pub->a, pub->n, priv->a, priv->n, pub_out,
+                                       priv_out);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_GenerateKeyPair", rv);
+}
+
+typedef CK_RV (*init_fn)(CK_SESSION_HANDLE, CK_MECHANISM *, CK_OBJECT_HANDLE);
+typedef CK_RV (*run_fn)(CK_SESSION_HANDLE, CK_BYTE *, CK_ULONG, CK_BYTE *, CK_ULONG *);
+
+int hsm_crypt(hsm_session *s, hsm_op op, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+              const unsigned char *in, size_t inlen, unsigned char **out, size_t *outlen,
+              hsm_err *err)
+{
+    static const char *const names[][2] = {
+        {"C_EncryptInit", "C_Encrypt"}, {"C_DecryptInit", "C_Decrypt"},
+        {"C_SignInit", "C_Sign"}, {"C_DigestInit", "C_Digest"}};
+    CK_FUNCTION_LIST *f = F(s);
+    run_fn run = op == HSM_OP_ENCRYPT ? f->C_Encrypt : op == HSM_OP_DECRYPT ? f->C_Decrypt
+               : op == HSM_OP_SIGN ? f->C_Sign : f->C_Digest;
+    CK_RV rv;
+    if (op == HSM_OP_DIGEST)
+        rv = f->C_DigestInit(s->h, mech);
+    else {
+        init_fn init = op == HSM_OP_ENCRYPT ? f->C_EncryptInit
+                     : op == HSM_OP_DECRYPT ? f->C_DecryptInit : f->C_SignInit;
+        rv = init(s->h, mech, key);
+    }
+    *out = NULL;
+    *outlen = 0;
+    if (rv != CKR_OK)
+        return hsm_err_rv(err, names[op][0], rv);
+    /* Size query, then the operation; both belong to the same active operation. */
+    CK_ULONG len = 0;
+    rv = run(s->h, (CK_BYTE *)in, inlen, NULL, &len);
+    if (rv != CKR_OK)
+        return hsm_err_rv(err, names[op][1], rv);
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        run(s->h, NULL, 0, NULL, NULL);   /* ends the operation (fails, which is fine) */
+        return hsm_err_set(err, "out of memory");
+    }
+    rv = run(s->h, (CK_BYTE *)in, inlen, buf, &len);
+    if (rv != CKR_OK) {
+        free(buf);
+        return hsm_err_rv(err, names[op][1], rv);
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+int hsm_verify(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+               const unsigned char *data, size_t dlen, const unsigned char *sig, size_t slen,
+               hsm_err *err)
+{
+    CK_RV rv = F(s)->C_VerifyInit(s->h, mech, key);
+    if (rv != CKR_OK)
+        return hsm_err_rv(err, "C_VerifyInit", rv);
+    rv = F(s)->C_Verify(s->h, (CK_BYTE *)data, dlen, (CK_BYTE *)sig, slen);
+    if (rv == CKR_OK)
+        return 1;
+    if (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE)
+        return 0;
+    return hsm_err_rv(err, "C_Verify", rv);
+}
+
+int hsm_random(hsm_session *s, unsigned char *out, size_t n, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_GenerateRandom(s->h, out, n);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_GenerateRandom", rv);
+}
+
+int hsm_wrap(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+             unsigned char **out, size_t *outlen, hsm_err *err)
+{
+    CK_ULONG len = 0;
+    *out = NULL;
+    *outlen = 0;
+    CK_RV rv = F(s)->C_WrapKey(s->h, mech, wrapping, key, NULL, &len);
+    if (rv != CKR_OK)
+        return hsm_err_rv(err, "C_WrapKey", rv);
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf)
+        return hsm_err_set(err, "out of memory");
+    rv = F(s)->C_WrapKey(s->h, mech, wrapping, key, buf, &len);
+    if (rv != CKR_OK) {
+        free(buf);
+        return hsm_err_rv(err, "C_WrapKey", rv);
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+int hsm_unwrap(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE unwrapping,
+               const unsigned char *blob, size_t bloblen, const hsm_tmpl *t,
+               CK_OBJECT_HANDLE *out, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_UnwrapKey(s->h, mech, unwrapping, (CK_BYTE *)blob, bloblen, t->a, t->n,
+                                 out);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_UnwrapKey", rv);
+}
+
+int hsm_derive(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE base, const hsm_tmpl *t,
+               CK_OBJECT_HANDLE *out, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_DeriveKey(s->h, mech, base, t->a, t->n, out);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_DeriveKey", rv);
+}

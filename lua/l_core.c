@@ -1,0 +1,196 @@
+/* l_core.c - luaopen_hsm_core: shared helpers, URIs, module loading, the lab directory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lhsm.h"
+#include "ossl/hsm_ossl.h"
+#include "softhsm2/hsm_softhsm2.h"
+
+int luaopen_hsm_core(lua_State *L);
+
+int lhsm_fail(lua_State *L, const hsm_err *err)
+{
+    char buf[40];
+    lua_pushnil(L);
+    lua_pushstring(L, err->msg);
+    if (err->rv != CKR_OK)
+        lua_pushstring(L, hsm_name_or_hex(HSM_NS_CKR, err->rv, buf, sizeof buf));
+    else
+        lua_pushnil(L);
+    return 3;
+}
+
+void lhsm_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta)
+{
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+/* core.uri_parse(s) -> {token=..., module_path=..., pin=<secret>, ...} | nil, message */
+static int l_uri_parse(lua_State *L)
+{
+    hsm_uri u;
+    hsm_err err;
+    if (hsm_uri_parse(luaL_checkstring(L, 1), &u, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_newtable(L);
+    set_str(L, "token", u.token);
+    set_str(L, "manufacturer", u.manufacturer);
+    set_str(L, "serial", u.serial);
+    set_str(L, "model", u.model);
+    set_str(L, "library_manufacturer", u.library_manufacturer);
+    set_str(L, "library_description", u.library_description);
+    set_str(L, "library_version", u.library_version);
+    set_str(L, "slot_description", u.slot_description);
+    set_str(L, "slot_manufacturer", u.slot_manufacturer);
+    set_str(L, "object", u.object);
+    set_str(L, "type", u.type);
+    set_str(L, "module_path", u.module_path);
+    set_str(L, "module_name", u.module_name);
+    set_str(L, "pin_source", u.pin_source);
+    if (u.has_id) {
+        lua_pushlstring(L, (const char *)u.id, u.id_len);
+        lua_setfield(L, -2, "id");
+    }
+    if (u.has_slot_id) {
+        lua_pushinteger(L, (lua_Integer)u.slot_id);
+        lua_setfield(L, -2, "slot_id");
+    }
+    if (u.pin_value) {
+        lhsm_pushsecret(L, u.pin_value, u.pin_value_len);
+        lua_setfield(L, -2, "pin");
+    }
+    /* The URI as it may be shown: pin-value never appears. */
+    char *shown = hsm_uri_format(&u, 0);
+    set_str(L, "display", shown);
+    free(shown);
+    hsm_uri_free(&u);
+    return 1;
+}
+
+/* core.load(path_or_name | nil) -> hsm.Module | nil, message  (nil: the default SoftHSM2) */
+static int l_load(lua_State *L)
+{
+    hsm_err err;
+    const char *path = luaL_optstring(L, 1, NULL);
+    lhsm_module *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+    lm->m = NULL;
+    luaL_setmetatable(L, LHSM_MODULE);
+    lm->m = hsm_module_load(path, &err);
+    if (!lm->m)
+        return lhsm_fail(L, &err);
+    return 1;
+}
+
+/* core.default_module() -> path of SoftHSM2 or nil */
+static int l_default_module(lua_State *L)
+{
+    const char *p = hsm_softhsm2_library();
+    if (p)
+        lua_pushstring(L, p);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* core.lab_dir() -> the lab directory ($XDG_DATA_HOME/hsmsh/lab) */
+static int l_lab_dir(lua_State *L)
+{
+    char buf[4096];
+    lua_pushstring(L, hsm_softhsm2_lab_dir(buf, sizeof buf));
+    return 1;
+}
+
+/* core.methods(class) -> the method table of "hsm.Session" etc., for the stdlib to extend */
+static int l_methods(lua_State *L)
+{
+    luaL_getmetatable(L, luaL_checkstring(L, 1));
+    if (lua_isnil(L, -1))
+        return luaL_error(L, "no class %s", lua_tostring(L, 1));
+    lua_getfield(L, -1, "__index");
+    if (!lua_istable(L, -1))
+        lua_getfield(L, -2, "__methods");
+    return 1;
+}
+
+static int push_der(lua_State *L, int r, unsigned char *der, size_t len, hsm_err *err)
+{
+    if (r != 0)
+        return lhsm_fail(L, err);
+    lua_pushlstring(L, (const char *)der, len);
+    free(der);
+    return 1;
+}
+
+/* core.spki_rsa(modulus, exponent) -> DER SubjectPublicKeyInfo | nil, err */
+static int l_spki_rsa(lua_State *L)
+{
+    size_t nl, el, len = 0;
+    const char *n = luaL_checklstring(L, 1, &nl), *e = luaL_checklstring(L, 2, &el);
+    unsigned char *der = NULL;
+    hsm_err err;
+    int r = hsm_spki_rsa((const unsigned char *)n, nl, (const unsigned char *)e, el, &der, &len, &err);
+    return push_der(L, r, der, len, &err);
+}
+
+/* core.spki_ec(ec_params, ec_point) -> DER SubjectPublicKeyInfo | nil, err */
+static int l_spki_ec(lua_State *L)
+{
+    size_t pl, ql, len = 0;
+    const char *p = luaL_checklstring(L, 1, &pl), *q = luaL_checklstring(L, 2, &ql);
+    unsigned char *der = NULL;
+    hsm_err err;
+    int r = hsm_spki_ec((const unsigned char *)p, pl, (const unsigned char *)q, ql, &der, &len, &err);
+    return push_der(L, r, der, len, &err);
+}
+
+/* core.spki_cert(der) -> DER SubjectPublicKeyInfo of a certificate | nil, err */
+static int l_spki_cert(lua_State *L)
+{
+    size_t cl, len = 0;
+    const char *c = luaL_checklstring(L, 1, &cl);
+    unsigned char *der = NULL;
+    hsm_err err;
+    int r = hsm_spki_from_cert((const unsigned char *)c, cl, &der, &len, &err);
+    return push_der(L, r, der, len, &err);
+}
+
+/* core.sha256(data) -> 32-byte digest (public data only: fingerprints) */
+static int l_sha256(lua_State *L)
+{
+    size_t len;
+    const char *d = luaL_checklstring(L, 1, &len);
+    unsigned char out[32];
+    hsm_sha256(d, len, out);
+    lua_pushlstring(L, (const char *)out, sizeof out);
+    return 1;
+}
+
+int luaopen_hsm_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"uri_parse", l_uri_parse}, {"load", l_load}, {"default_module", l_default_module},
+        {"lab_dir", l_lab_dir}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
+        {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lhsm_open_names(L);
+    lhsm_open_secret(L);
+    lhsm_open_module(L);
+    lhsm_open_session(L);
+    lhsm_open_object(L);
+    return 1;
+}

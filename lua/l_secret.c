@@ -1,0 +1,149 @@
+/* l_secret.c - hsm.Secret: PINs and key components in locked memory, zeroized on close,
+ * printed as <secret>, never turned into a Lua string. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "lhsm.h"
+
+#define SECRET_MAX 1024
+
+static void wipe(lhsm_secret *s)
+{
+    if (s->p) {
+        explicit_bzero(s->p, s->len ? s->len : 1);
+        munlock(s->p, s->len ? s->len : 1);
+        free(s->p);
+    }
+    s->p = NULL;
+    s->len = 0;
+    s->closed = 1;
+}
+
+lhsm_secret *lhsm_pushsecret(lua_State *L, const void *p, size_t len)
+{
+    lhsm_secret *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->p = NULL;
+    s->len = 0;
+    s->closed = 1;
+    luaL_setmetatable(L, LHSM_SECRET);
+    s->p = malloc(len ? len : 1);
+    if (!s->p)
+        luaL_error(L, "out of memory");
+    mlock(s->p, len ? len : 1);
+    memcpy(s->p, p, len);
+    s->len = len;
+    s->closed = 0;
+    return s;
+}
+
+lhsm_secret *lhsm_checksecret(lua_State *L, int idx)
+{
+    lhsm_secret *s = luaL_checkudata(L, idx, LHSM_SECRET);
+    if (s->closed)
+        luaL_error(L, "secret is closed");
+    return s;
+}
+
+/* core.secret(text) -> hsm.Secret  (for PINs that are not secret, e.g. the lab's) */
+static int l_secret(lua_State *L)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, 1, &len);
+    lhsm_pushsecret(L, p, len);
+    return 1;
+}
+
+/* core.secret_file(path) -> hsm.Secret | nil, message  (first line, newline dropped) */
+static int l_secret_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    unsigned char buf[SECRET_MAX];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot read PIN file %s", path);
+        return 2;
+    }
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n < 0)
+        n = 0;
+    size_t len = (size_t)n;
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] == '\n' || buf[i] == '\r') {
+            len = i;
+            break;
+        }
+    lhsm_pushsecret(L, buf, len);
+    explicit_bzero(buf, sizeof buf);
+    return 1;
+}
+
+/* core.secret_prompt(prompt) -> hsm.Secret | nil, message  (no echo, from /dev/tty) */
+static int l_secret_prompt(lua_State *L)
+{
+    const char *prompt = luaL_checkstring(L, 1);
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "no terminal to ask for the PIN (use pin-source=file:PATH)");
+        return 2;
+    }
+    struct termios old, quiet;
+    int have_tty = tcgetattr(fd, &old) == 0;
+    if (have_tty) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) { /* best effort */ }
+    unsigned char buf[SECRET_MAX];
+    size_t len = 0;
+    char c;
+    while (len < sizeof buf && read(fd, &c, 1) == 1 && c != '\n' && c != '\r')
+        buf[len++] = (unsigned char)c;
+    if (have_tty)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) { /* best effort */ }
+    close(fd);
+    lhsm_pushsecret(L, buf, len);
+    explicit_bzero(buf, sizeof buf);
+    return 1;
+}
+
+static int l_secret_close(lua_State *L)
+{
+    wipe(luaL_checkudata(L, 1, LHSM_SECRET));
+    return 0;
+}
+
+static int l_secret_tostring(lua_State *L)
+{
+    luaL_checkudata(L, 1, LHSM_SECRET);
+    lua_pushliteral(L, "<secret>");
+    return 1;
+}
+
+/* secret:len() -> number of bytes */
+static int l_secret_len(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lhsm_checksecret(L, 1)->len);
+    return 1;
+}
+
+void lhsm_open_secret(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"close", l_secret_close}, {"len", l_secret_len}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", l_secret_close}, {"__close", l_secret_close},
+                                    {"__tostring", l_secret_tostring}, {"__len", l_secret_len},
+                                    {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"secret", l_secret}, {"secret_file", l_secret_file},
+                                   {"secret_prompt", l_secret_prompt}, {NULL, NULL}};
+    lhsm_newclass(L, LHSM_SECRET, methods, meta);
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,265 @@
+/* l_session.c - hsm.Session: login, object search, creation, key generation, crypto. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lhsm.h"
+
+lhsm_session *lhsm_checksession(lua_State *L, int idx)
+{
+    lhsm_session *ls = luaL_checkudata(L, idx, LHSM_SESSION);
+    if (!ls->s.open)
+        luaL_error(L, "session is closed");
+    return ls;
+}
+
+static hsm_session *S(lua_State *L) { return &lhsm_checksession(L, 1)->s; }
+
+static CK_OBJECT_HANDLE key_arg(lua_State *L, int idx, hsm_session *s)
+{
+    lhsm_object *o = lhsm_checkobject(L, idx);
+    if (&o->session->s != s)
+        luaL_argerror(L, idx, "object belongs to another session");
+    return o->h;
+}
+
+/* session:login(secret, [who="user"|"so"|"context"]) -> true | nil, err, code */
+static int l_session_login(lua_State *L)
+{
+    static const char *const whos[] = {"so", "user", "context", NULL};
+    hsm_session *s = S(L);
+    lhsm_secret *pin = lhsm_checksecret(L, 2);
+    CK_USER_TYPE who = (CK_USER_TYPE)luaL_checkoption(L, 3, "user", whos);
+    hsm_err err;
+    int final_try;
+    if (hsm_login(s, who, pin->p, pin->len, &final_try, &err) != 0) {
+        int n = lhsm_fail(L, &err);
+        if (final_try && err.rv == CKR_PIN_INCORRECT) {
+            lua_pushfstring(L, "%s (that was the final try: the PIN is now locked)", err.msg);
+            lua_replace(L, -3);
+        }
+        return n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* session:logout() -> true | nil, err */
+static int l_session_logout(lua_State *L)
+{
+    hsm_err err;
+    if (hsm_logout(S(L), &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* session:init_pin(secret) -> true | nil, err   (needs an SO login) */
+static int l_session_init_pin(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_secret *pin = lhsm_checksecret(L, 2);
+    hsm_err err;
+    if (hsm_init_pin(s, pin->p, pin->len, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* session:info() -> {slot=, state=, rw=} | nil, err */
+static int l_session_info(lua_State *L)
+{
+    static const char *const states[] = {"ro-public", "ro-user", "rw-public", "rw-user", "rw-so"};
+    CK_SESSION_INFO i;
+    hsm_err err;
+    if (hsm_session_info(S(L), &i, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_newtable(L);
+    lua_pushinteger(L, (lua_Integer)i.slotID);
+    lua_setfield(L, -2, "slot");
+    lua_pushstring(L, i.state <= 4 ? states[i.state] : "unknown");
+    lua_setfield(L, -2, "state");
+    lua_pushboolean(L, (i.flags & CKF_RW_SESSION) != 0);
+    lua_setfield(L, -2, "rw");
+    return 1;
+}
+
+/* session:find_all([template]) -> {hsm.Object, ...} | nil, err   (one enumeration) */
+static int l_session_find_all(lua_State *L)
+{
+    hsm_session *s = S(L);
+    hsm_tmpl *t = lhsm_totmpl(L, 2);
+    CK_OBJECT_HANDLE *hs;
+    CK_ULONG n;
+    hsm_err err;
+    if (hsm_find(s, t, &hs, &n, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (CK_ULONG i = 0; i < n; i++) {
+        lhsm_pushobject(L, 1, hs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(hs);
+    return 1;
+}
+
+/* session:object(handle) -> hsm.Object */
+static int l_session_object(lua_State *L)
+{
+    S(L);
+    lhsm_pushobject(L, 1, (CK_OBJECT_HANDLE)luaL_checkinteger(L, 2));
+    return 1;
+}
+
+/* session:create(template) -> hsm.Object | nil, err */
+static int l_session_create(lua_State *L)
+{
+    hsm_session *s = S(L);
+    hsm_tmpl *t = lhsm_totmpl(L, 2);
+    CK_OBJECT_HANDLE h;
+    hsm_err err;
+    if (hsm_create(s, t, &h, &err) != 0)
+        return lhsm_fail(L, &err);
+    lhsm_pushobject(L, 1, h);
+    return 1;
+}
+
+/* session:generate_key(mech, template) -> hsm.Object | nil, err */
+static int l_session_generate_key(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    hsm_tmpl *t = lhsm_totmpl(L, 3);
+    CK_OBJECT_HANDLE h;
+    hsm_err err;
+    if (hsm_generate_key(s, &m.m, t, &h, &err) != 0)
+        return lhsm_fail(L, &err);
+    lhsm_pushobject(L, 1, h);
+    return 1;
+}
+
+/* session:generate_key_pair(mech, public_template, private_template) -> pub, priv | nil, err */
+static int l_session_generate_key_pair(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    hsm_tmpl *pub = lhsm_totmpl(L, 3);
+    hsm_tmpl *priv = lhsm_totmpl(L, 4);
+    CK_OBJECT_HANDLE hp, hk;
+    hsm_err err;
+    if (hsm_generate_key_pair(s, &m.m, pub, priv, &hp, &hk, &err) != 0)
+        return lhsm_fail(L, &err);
+    lhsm_pushobject(L, 1, hp);
+    lhsm_pushobject(L, 1, hk);
+    return 2;
+}
+
+static int crypt(lua_State *L, hsm_op op)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    int data = op == HSM_OP_DIGEST ? 3 : 4;
+    CK_OBJECT_HANDLE key = op == HSM_OP_DIGEST ? 0 : key_arg(L, 3, s);
+    size_t inlen, outlen;
+    const char *in = luaL_checklstring(L, data, &inlen);
+    unsigned char *out;
+    hsm_err err;
+    if (hsm_crypt(s, op, &m.m, key, (const unsigned char *)in, inlen, &out, &outlen, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushlstring(L, (const char *)out, outlen);
+    free(out);
+    return 1;
+}
+
+/* session:encrypt(mech, key, data) -> ciphertext | nil, err */
+static int l_session_encrypt(lua_State *L) { return crypt(L, HSM_OP_ENCRYPT); }
+/* session:decrypt(mech, key, data) -> plaintext | nil, err */
+static int l_session_decrypt(lua_State *L) { return crypt(L, HSM_OP_DECRYPT); }
+/* session:sign(mech, key, data) -> signature | nil, err */
+static int l_session_sign(lua_State *L) { return crypt(L, HSM_OP_SIGN); }
+/* session:digest(mech, data) -> digest | nil, err */
+static int l_session_digest(lua_State *L) { return crypt(L, HSM_OP_DIGEST); }
+
+/* session:verify(mech, key, data, signature) -> true | false | nil, err */
+static int l_session_verify(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    CK_OBJECT_HANDLE key = key_arg(L, 3, s);
+    size_t dlen, slen;
+    const char *d = luaL_checklstring(L, 4, &dlen), *sig = luaL_checklstring(L, 5, &slen);
+    hsm_err err;
+    int r = hsm_verify(s, &m.m, key, (const unsigned char *)d, dlen, (const unsigned char *)sig,
+                       slen, &err);
+    if (r < 0)
+        return lhsm_fail(L, &err);
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+/* session:random(n) -> n random bytes | nil, err */
+static int l_session_random(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0 && n <= 1 << 20, 2, "between 0 and 1 MiB");
+    luaL_Buffer b;
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
+    hsm_err err;
+    if (hsm_random(s, p, (size_t)n, &err) != 0)
+        return lhsm_fail(L, &err);
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+/* session:close() - idempotent */
+static int l_session_close(lua_State *L)
+{
+    lhsm_session *ls = luaL_checkudata(L, 1, LHSM_SESSION);
+    hsm_err err;
+    hsm_session_close(&ls->s, &err);
+    return 0;
+}
+
+static int l_session_tostring(lua_State *L)
+{
+    lhsm_session *ls = luaL_checkudata(L, 1, LHSM_SESSION);
+    if (ls->s.open)
+        lua_pushfstring(L, "hsm.Session(slot %d)", (int)ls->s.slot);
+    else
+        lua_pushliteral(L, "hsm.Session(closed)");
+    return 1;
+}
+
+/* session:slot() -> slot id */
+static int l_session_slot(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)S(L)->slot);
+    return 1;
+}
+
+/* session:module() -> hsm.Module */
+static int l_session_module(lua_State *L)
+{
+    S(L);
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+void lhsm_open_session(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"login", l_session_login}, {"logout", l_session_logout}, {"init_pin", l_session_init_pin},
+        {"info", l_session_info}, {"find_all", l_session_find_all}, {"object", l_session_object},
+        {"create", l_session_create}, {"generate_key", l_session_generate_key},
+        {"generate_key_pair", l_session_generate_key_pair}, {"encrypt", l_session_encrypt},
+        {"decrypt", l_session_decrypt}, {"sign", l_session_sign}, {"verify", l_session_verify},
+        {"digest", l_session_digest}, {"random", l_session_random}, {"slot", l_session_slot},
+        {"module", l_session_module}, {"close", l_session_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", l_session_close}, {"__close", l_session_close},
+                                    {"__tostring", l_session_tostring}, {NULL, NULL}};
+    lhsm_newclass(L, LHSM_SESSION, methods, meta);
+}

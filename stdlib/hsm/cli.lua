@@ -1,0 +1,73 @@
+--- hsm.cli: the subcommands of the command line (run, resume, recipes, lab).
+--- Each returns the exit status: 0 ok, 1 error, 2 usage.
+local recipe = require("hsm.recipe")
+
+local M = {}
+
+local function usage(msg)
+  io.stderr:write("hsmsh: ", msg, "\n(see hsmsh --help)\n")
+  return 2
+end
+
+--- hsmsh run RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--journal FILE]
+function M.run(spec, ...)
+  if not spec or spec:sub(1, 1) == "-" then return usage("run needs a recipe name") end
+  local opts, assigns = {}, {}
+  local args = table.pack(...)
+  local i = 1
+  while i <= args.n do
+    local a = args[i]
+    if a == "--dry-run" then opts.dry_run = true
+    elseif a == "--yes" then opts.yes = true
+    elseif a == "--json" then opts.json = true
+    elseif a == "--journal" then
+      i = i + 1
+      if not args[i] then return usage("--journal needs a file") end
+      opts.journal = args[i]
+    elseif a:sub(1, 2) == "--" then return usage(("unknown option '%s' for run"):format(a))
+    else
+      local k, v = a:match("^([%w_%-]+)=(.*)$")
+      if not k then return usage(("expected name=value, got '%s'"):format(a)) end
+      assigns[k] = v
+    end
+    i = i + 1
+  end
+  local rec = recipe.load(recipe.find(spec))
+  opts.params = recipe.params(rec, assigns)
+  return recipe.run(rec, opts)
+end
+
+--- hsmsh recipes
+function M.recipes(...)
+  if select("#", ...) > 0 then return usage("recipes takes no arguments") end
+  local rows = {}
+  for _, r in ipairs(recipe.list()) do
+    local rec = recipe.load(r)
+    rows[#rows + 1] = {id = r.id, version = r.version, description = rec.description}
+  end
+  print(require("hsm.ui").table(rows, {{"id", "RECIPE"}, {"version", "VERSION"},
+                                       {"description", "DESCRIPTION"}}))
+  return 0
+end
+
+--- hsmsh resume JOURNAL
+function M.resume(journal)
+  if not journal then return usage("resume needs a journal file") end
+  io.stderr:write("hsmsh: resume is not available yet (no recipe writes a journal so far)\n")
+  return 1
+end
+
+--- hsmsh lab init [--dir DIR]
+function M.lab(sub, ...)
+  if sub ~= "init" then return usage("lab knows one command: lab init [--dir DIR]") end
+  local args, dir = table.pack(...), nil
+  local i = 1
+  while i <= args.n do
+    if args[i] == "--dir" and args[i + 1] then dir = args[i + 1]; i = i + 2
+    else return usage(("unknown option '%s' for lab init"):format(args[i])) end
+  end
+  require("hsm.lab").init(dir)
+  return 0
+end
+
+return M

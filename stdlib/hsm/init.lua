@@ -1,0 +1,110 @@
+--- hsm: the public Lua API. Modules, tokens by RFC 7512 URI, objects and key facts.
+local core = require("hsm.core")
+
+local M = {}
+M.core = core
+
+local modules = {}   -- one hsm.Module per library path
+
+---@param path string|nil module path or p11-kit name; nil = the embedded default (SoftHSM2)
+function M.open(path)
+  local key = path or "(default)"
+  if modules[key] then return modules[key] end
+  local m, err, code = core.load(path)
+  if not m then return nil, err, code end
+  modules[key] = m
+  return m
+end
+
+local function matches(ti, slot, u)
+  return (not u.token or ti.label == u.token) and (not u.serial or ti.serial == u.serial)
+     and (not u.manufacturer or ti.manufacturer == u.manufacturer)
+     and (not u.model or ti.model == u.model) and (not u.slot_id or slot == u.slot_id)
+end
+
+--- The PIN named by a URI: pin-value, pin-source=file:PATH, or a no-echo prompt.
+local function pin_for(u, label)
+  if u.pin then return u.pin end
+  if u.pin_source then
+    local path = u.pin_source:match("^file:(.*)$") or (u.pin_source:sub(1, 1) == "/" and u.pin_source)
+    if not path then error("pin-source must be file:PATH, got '" .. u.pin_source .. "'", 0) end
+    return assert(core.secret_file(path))
+  end
+  local s, err = core.secret_prompt(("PIN for token %s: "):format(label))
+  if not s then error(err, 0) end
+  return s
+end
+
+--- Opens a read-write session on the one token a URI names, logged in as user when the
+--- URI carries a PIN (or the token requires a login). Raises with a clear message.
+---@param uri string  e.g. "pkcs11:token=blue?pin-value=1234"
+---@param opts table|nil  {login=false} to skip the login, {so=true} to log in as SO
+function M.token(uri, opts)
+  opts = opts or {}
+  local u, err = core.uri_parse(uri)
+  if not u then error(err, 0) end
+  local m, merr = M.open(u.module_path or u.module_name)
+  if not m then error(merr, 0) end
+  local slots = assert(m:slots())
+  local found, labels = {}, {}
+  for _, slot in ipairs(slots) do
+    local ti = m:token_info(slot)
+    if ti and ti.flags.CKF_TOKEN_INITIALIZED then
+      labels[#labels + 1] = ti.label
+      if matches(ti, slot, u) then found[#found + 1] = {slot = slot, info = ti} end
+    end
+  end
+  if #found == 0 then
+    error(("no token matches %s (tokens: %s)"):format(u.display,
+      #labels > 0 and table.concat(labels, ", ") or "none"), 0)
+  elseif #found > 1 then
+    error(("%s matches %d tokens: add serial= to the URI"):format(u.display, #found), 0)
+  end
+  local t = found[1]
+  local s, serr = m:open(t.slot, true)
+  if not s then error(serr, 0) end
+  local want = opts.login ~= false and (u.pin or u.pin_source or t.info.flags.CKF_LOGIN_REQUIRED)
+  if want then
+    local pin = pin_for(u, t.info.label)
+    local ok, lerr = s:login(pin, opts.so and "so" or "user")
+    pin:close()
+    if not ok then
+      s:close()
+      error(("cannot log in to token %s: %s"):format(t.info.label, lerr), 0)
+    end
+  end
+  M.current = {session = s, label = t.info.label, login = want and (opts.so and "so" or "user") or "public"}
+  return s, t.info
+end
+
+--- Every object of a session matching a filter ({label=, id=, class=, key_type=}), one enumeration.
+local Session = core.methods("hsm.Session")
+function Session:objects(filter)
+  local list, err, code = self:find_all(filter)
+  if not list then return nil, err, code end
+  return list
+end
+
+--- The one object matching filter; raises when none or several match.
+function Session:find(filter)
+  local list, err = self:find_all(filter)
+  if not list then error(err, 0) end
+  if #list ~= 1 then
+    error(("%d objects match (expected exactly one)"):format(#list), 0)
+  end
+  return list[1]
+end
+
+local keys = require("hsm.keys")
+local Object = core.methods("hsm.Object")
+Object.kcv = keys.kcv
+Object.fingerprint = keys.fingerprint
+Object.describe = keys.describe
+
+function M.hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+function M.unhex(h)
+  if #h % 2 ~= 0 or h:find("[^%x]") then error("not a hex string: " .. h, 2) end
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+return M

@@ -1,0 +1,128 @@
+--- hsm.lab: the embedded SoftHSM2 lab. `hsmsh lab init` writes a SoftHSM2 configuration,
+--- creates tokens blue and green (user PIN 1234, SO PIN 12345678) and fills blue with a
+--- realistic mix of keys. Running it again changes nothing.
+local core = require("hsm.core")
+
+local M = {}
+
+M.user_pin, M.so_pin = "1234", "12345678"
+M.tokens = {"blue", "green"}
+
+local function sh_ok(cmd) return os.execute(cmd) == true end
+
+--- The sample keys of token blue: {label, mechanism, template} for secret keys, and
+--- key pairs as {label, mechanism, public template, private template}.
+local function ec(oid) return {CKA_EC_PARAMS = oid} end
+local P256, P384, P521 = "\6\8\42\134\72\206\61\3\1\7", "\6\5\43\129\4\0\34", "\6\5\43\129\4\0\35"
+
+local function secret(label, id, mech, extra)
+  local t = {CKA_TOKEN = true, CKA_PRIVATE = true, CKA_LABEL = label, CKA_ID = id,
+             CKA_SENSITIVE = true, CKA_EXTRACTABLE = true, CKA_ENCRYPT = true,
+             CKA_DECRYPT = true, CKA_WRAP = false, CKA_UNWRAP = false}
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return {label = label, mech = mech, tmpl = t}
+end
+
+local function pair(label, id, mech, pub, priv)
+  local p = {CKA_TOKEN = true, CKA_LABEL = label, CKA_ID = id, CKA_VERIFY = true}
+  local k = {CKA_TOKEN = true, CKA_PRIVATE = true, CKA_LABEL = label, CKA_ID = id,
+             CKA_SIGN = true, CKA_SENSITIVE = true, CKA_EXTRACTABLE = true}
+  for a, v in pairs(pub) do p[a] = v end
+  for a, v in pairs(priv or {}) do k[a] = v end
+  return {label = label, mech = mech, pub = p, priv = k}
+end
+
+M.blue = {
+  secret("aes-128", "\1\1", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 16}),
+  secret("aes-256", "\1\2", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 32}),
+  secret("aes-256-fixed", "\1\3", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 32, CKA_EXTRACTABLE = false}),
+  secret("kek", "\1\4", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 32, CKA_WRAP = true, CKA_UNWRAP = true,
+         CKA_ENCRYPT = false, CKA_DECRYPT = false}),
+  secret("aes-256-trusted-only", "\1\5", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 32, CKA_WRAP_WITH_TRUSTED = true}),
+  secret("des3", "\2\1", "CKM_DES3_KEY_GEN"),
+  secret("hmac", "\3\1", "CKM_GENERIC_SECRET_KEY_GEN", {CKA_VALUE_LEN = 32, CKA_ENCRYPT = false,
+         CKA_DECRYPT = false, CKA_SIGN = true, CKA_VERIFY = true}),
+  secret("shared-label", "\4\1", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 32}),
+  secret("shared-label", "\4\2", "CKM_AES_KEY_GEN", {CKA_VALUE_LEN = 16}),
+  pair("rsa-2048", "\5\1", "CKM_RSA_PKCS_KEY_PAIR_GEN", {CKA_MODULUS_BITS = 2048, CKA_PUBLIC_EXPONENT = "\1\0\1"}),
+  pair("rsa-3072", "\5\2", "CKM_RSA_PKCS_KEY_PAIR_GEN", {CKA_MODULUS_BITS = 3072, CKA_PUBLIC_EXPONENT = "\1\0\1"},
+       {CKA_EXTRACTABLE = false}),
+  pair("ec-p256", "\6\1", "CKM_EC_KEY_PAIR_GEN", ec(P256)),
+  pair("ec-p384", "\6\2", "CKM_EC_KEY_PAIR_GEN", ec(P384)),
+  pair("ec-p521", "\6\3", "CKM_EC_KEY_PAIR_GEN", ec(P521)),
+}
+
+local function write_conf(dir)
+  local conf = dir .. "/softhsm2.conf"
+  local f = io.open(conf, "r")
+  if f then f:close() return conf end
+  assert(sh_ok(("mkdir -p '%s/tokens'"):format(dir)), "cannot create " .. dir)
+  f = assert(io.open(conf, "w"))
+  f:write(("# hsmsh lab\ndirectories.tokendir = %s/tokens\nobjectstore.backend = file\n" ..
+           "log.level = ERROR\nslots.removable = false\n"):format(dir))
+  f:close()
+  return conf
+end
+
+--- Creates a token in the free slot unless one with that label exists. Returns its slot.
+function M.ensure_token(m, label)
+  for _, slot in ipairs(assert(m:slots())) do
+    local ti = m:token_info(slot)
+    if ti and ti.flags.CKF_TOKEN_INITIALIZED and ti.label == label then return slot, false end
+  end
+  for _, slot in ipairs(assert(m:slots())) do
+    local ti = m:token_info(slot)
+    if ti and not ti.flags.CKF_TOKEN_INITIALIZED then
+      local so = core.secret(M.so_pin)
+      assert(m:init_token(slot, so, label))
+      -- SoftHSM2 renumbers the slot of a fresh token: find it again by label.
+      for _, s2 in ipairs(assert(m:slots())) do
+        local t2 = m:token_info(s2)
+        if t2 and t2.label == label and not t2.flags.CKF_USER_PIN_INITIALIZED then
+          local s = assert(m:open(s2, true))
+          assert(s:login(so, "so"))
+          assert(s:init_pin(core.secret(M.user_pin)))
+          s:close()
+          return s2, true
+        end
+      end
+      error("token " .. label .. " vanished after C_InitToken")
+    end
+  end
+  error("no free slot for token " .. label)
+end
+
+function M.fill_blue(s)
+  for _, k in ipairs(M.blue) do
+    if k.tmpl then assert(s:generate_key(k.mech, k.tmpl))
+    else assert(s:generate_key_pair(k.mech, k.pub, k.priv)) end
+  end
+  assert(s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_PRIVATE = false,
+                   CKA_LABEL = "site-config", CKA_APPLICATION = "hsmsh-lab",
+                   CKA_VALUE = "lab data object"}))
+end
+
+--- hsmsh lab init: idempotent.
+function M.init(dir)
+  dir = dir or core.lab_dir()
+  local conf = write_conf(dir)
+  local env = os.getenv("SOFTHSM2_CONF")
+  if env and env ~= conf then
+    io.stderr:write(("hsmsh: SOFTHSM2_CONF=%s is set and wins over the lab's %s\n"):format(env, conf))
+  end
+  local m = assert(core.load(nil))
+  for _, label in ipairs(M.tokens) do
+    local slot, created = M.ensure_token(m, label)
+    if created and label == "blue" then
+      local s = assert(m:open(slot, true))
+      assert(s:login(core.secret(M.user_pin)))
+      M.fill_blue(s)
+      s:close()
+    end
+    io.stderr:write(("token %-6s %s (user PIN %s, SO PIN %s)\n"):format(label,
+      created and "created" or "already there", M.user_pin, M.so_pin))
+  end
+  io.stderr:write(("lab: %s\n"):format(dir))
+end
+
+return M

@@ -1,0 +1,150 @@
+--- hsm.recipe: find, load and run recipes. A recipe runs in a curated environment (no io,
+--- os.execute, debug, load or require of arbitrary modules) with typed parameters and
+--- phases plan/apply/verify/rollback; --dry-run runs only the plans.
+local json = require("hsm.json")
+local embedded = require("hsm.embedded")
+local core = require("hsm.core")
+
+local M = {}
+
+--- Every recipe: {id=, version=, path=} from the embedded set (and $HSMSH_RECIPES later).
+function M.list()
+  local out = {}
+  for _, path in ipairs(embedded.list()) do
+    local id, v = path:match("^recipes/(.+)/(%d+%.%d+%.%d+)%.lua$")
+    if id then out[#out + 1] = {id = id, version = v, path = path} end
+  end
+  table.sort(out, function(a, b) return a.id < b.id or a.id == b.id and a.version < b.version end)
+  return out
+end
+
+local function vkey(v)
+  local a, b, c = v:match("(%d+)%.(%d+)%.(%d+)")
+  return tonumber(a) * 1e6 + tonumber(b) * 1e3 + tonumber(c)
+end
+
+--- The recipe "id[@version]" (newest version when none is given); raises when unknown.
+function M.find(spec)
+  local id, want = spec:match("^([^@]+)@?(.*)$")
+  local best
+  for _, r in ipairs(M.list()) do
+    if r.id == id and (want == "" or r.version == want) then
+      if not best or vkey(r.version) > vkey(best.version) then best = r end
+    end
+  end
+  if not best then
+    error(("unknown recipe '%s' (see 'hsmsh recipes')"):format(spec), 0)
+  end
+  return best
+end
+
+local function sandbox()
+  local env = {}
+  for _, k in ipairs({"assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+                      "tonumber", "tostring", "type", "xpcall", "print", "rawequal", "rawget",
+                      "rawlen", "setmetatable", "getmetatable"}) do env[k] = _G[k] end
+  for _, lib in ipairs({"string", "table", "math", "utf8"}) do
+    env[lib] = setmetatable({}, {__index = _G[lib]})
+  end
+  env.os = {time = os.time, date = os.date, clock = os.clock}
+  local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true}
+  env.require = function(name)
+    if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
+    return require(name)
+  end
+  return env
+end
+
+--- Loads a recipe file's table in the sandbox and checks its shape.
+function M.load(r)
+  local src = embedded.read(r.path)
+  local chunk, err = load(src, "@" .. r.path, "t", sandbox())
+  if not chunk then error(err, 0) end
+  local rec = chunk()
+  if type(rec) ~= "table" or rec.id ~= r.id or rec.version ~= r.version then
+    error(("%s: recipe id/version do not match its path"):format(r.path), 0)
+  end
+  rec.sha256 = core.sha256(src):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  return rec
+end
+
+local function coerce(p, name, raw)
+  local t = p.type or "string"
+  if t == "integer" then
+    local n = math.tointeger(tonumber(raw))
+    if not n then error(("parameter %s must be an integer, got '%s'"):format(name, raw), 0) end
+    return n
+  elseif t == "boolean" then
+    if raw == "true" or raw == "yes" or raw == "1" then return true end
+    if raw == "false" or raw == "no" or raw == "0" then return false end
+    error(("parameter %s must be true or false, got '%s'"):format(name, raw), 0)
+  elseif t == "enum" then
+    for _, v in ipairs(p.values) do if v == raw then return raw end end
+    error(("parameter %s must be one of %s"):format(name, table.concat(p.values, "|")), 0)
+  elseif t == "uri" then
+    local ok, err = core.uri_parse(raw)
+    if not ok then error(("parameter %s: %s"):format(name, err), 0) end
+    return raw
+  end
+  return raw
+end
+
+--- Typed parameters from name=value strings: unknown or missing ones are errors.
+function M.params(rec, assigns)
+  local out = {}
+  for name, raw in pairs(assigns) do
+    local p = rec.params and rec.params[name]
+    if not p then
+      local known = {}
+      for k in pairs(rec.params or {}) do known[#known + 1] = k end
+      table.sort(known)
+      error(("unknown parameter '%s' for %s (parameters: %s)"):format(name, rec.id,
+        #known > 0 and table.concat(known, ", ") or "none"), 0)
+    end
+    out[name] = coerce(p, name, raw)
+  end
+  for name, p in pairs(rec.params or {}) do
+    if out[name] == nil then
+      if p.default ~= nil then out[name] = p.default
+      elseif p.required ~= false then
+        error(("missing parameter %s=%s for %s (%s)"):format(name, (p.type or "string"):upper(),
+          rec.id, p.doc or ""), 0)
+      end
+    end
+  end
+  return out
+end
+
+--- Runs a recipe. opts: {params=, dry_run=, json=, yes=}. Returns the exit status.
+function M.run(rec, opts)
+  local out = opts.json and io.stdout or io.stderr
+  local opened = {}
+  local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes}
+  function ctx.must(v, err, ...) if not v then error(err, 0) end return v, err, ... end
+  function ctx.token(uri)
+    local s = require("hsm").token(uri)
+    opened[#opened + 1] = s
+    return s
+  end
+  --- An event: a JSON line with --json, else handed to the phase's own human output.
+  function ctx.emit(ev) if opts.json then out:write(json.encode(ev), "\n") end end
+  function ctx.say(fmt, ...) if not opts.json then io.stderr:write(fmt:format(...), "\n") end end
+  function ctx.print(text) if not opts.json then io.stdout:write(text, "\n") end end
+  local ok, err = pcall(function()
+    for _, phase in ipairs(rec.phases or {}) do
+      if phase.plan then phase.plan(ctx) end
+      if not opts.dry_run then
+        if phase.apply then phase.apply(ctx) end
+        if phase.verify then phase.verify(ctx) end
+      end
+    end
+  end)
+  for _, s in ipairs(opened) do s:close() end
+  if not ok then
+    if opts.json then out:write(json.encode({event = "error", message = tostring(err)}), "\n") end
+    error(err, 0)
+  end
+  return 0
+end
+
+return M

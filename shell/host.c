@@ -159,6 +159,13 @@ lua_State *hsm_host_new(void)
     lua_pop(L, 1);
     lua_pushboolean(L, hsm_host_debug);
     lua_setglobal(L, "HSMSH_DEBUG");
+    /* The REPL and scripts find the API as the global "hsm" (loading it opens no module). */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "hsm");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+        lua_setglobal(L, "hsm");
+    else
+        hsm_host_report(L);
     return L;
 }
 

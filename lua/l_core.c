@@ -192,5 +192,6 @@ int luaopen_hsm_core(lua_State *L)
     lhsm_open_module(L);
     lhsm_open_session(L);
     lhsm_open_object(L);
+    lhsm_open_x509(L);
     return 1;
 }

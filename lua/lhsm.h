@@ -79,5 +79,6 @@ void lhsm_open_session(lua_State *L);
 void lhsm_open_object(lua_State *L);
 void lhsm_open_secret(lua_State *L);
 void lhsm_open_names(lua_State *L);
+void lhsm_open_x509(lua_State *L);
 
 #endif

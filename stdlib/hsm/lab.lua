@@ -2,6 +2,7 @@
 --- creates tokens blue and green (user PIN 1234, SO PIN 12345678) and fills blue with a
 --- realistic mix of keys. Running it again changes nothing.
 local core = require("hsm.core")
+local keys = require("hsm.keys")
 
 local M = {}
 
@@ -92,10 +93,28 @@ function M.ensure_token(m, label)
   error("no free slot for token " .. label)
 end
 
+--- DER of the name CN=<cn> (short names only: every length fits in one byte).
+local function cn_name(cn)
+  local function tlv(tag, body) return string.char(tag, #body) .. body end
+  return tlv(0x30, tlv(0x31, tlv(0x30, "\6\3\85\4\3" .. tlv(0x0c, cn))))
+end
+
+--- A self-signed certificate for a key pair, signed on the token by its private key.
+function M.certify(s, pub, priv, label, id)
+  local spki = assert(keys.spki(pub))
+  local der = assert(core.self_signed_cert(priv, spki, label, 3650))
+  return assert(s:create({CKA_CLASS = "CKO_CERTIFICATE", CKA_CERTIFICATE_TYPE = "CKC_X_509",
+    CKA_TOKEN = true, CKA_PRIVATE = false, CKA_LABEL = label, CKA_ID = id,
+    CKA_SUBJECT = cn_name(label), CKA_VALUE = der}))
+end
+
 function M.fill_blue(s)
   for _, k in ipairs(M.blue) do
     if k.tmpl then assert(s:generate_key(k.mech, k.tmpl))
-    else assert(s:generate_key_pair(k.mech, k.pub, k.priv)) end
+    else
+      local pub, priv = assert(s:generate_key_pair(k.mech, k.pub, k.priv))
+      M.certify(s, pub, priv, k.label, k.pub.CKA_ID)
+    end
   end
   assert(s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_PRIVATE = false,
                    CKA_LABEL = "site-config", CKA_APPLICATION = "hsmsh-lab",

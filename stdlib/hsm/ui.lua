@@ -29,12 +29,18 @@ M.object_columns = {
 }
 
 --- Rows for a list of hsm.Objects.
+--- A private key whose module hides its public parts (EC on SoftHSM2) gets the fingerprint
+--- of the public key or certificate with the same ID, found in the same listing.
 function M.object_rows(objects)
-  local rows = {}
+  local rows, by_id = {}, {}
   for i, o in ipairs(objects) do
     local r = o:describe()
-    r.check = r.kcv or (r.fingerprint and r.fingerprint:sub(1, 16)) or ""
+    if r.fingerprint and r.class ~= "private-key" then by_id[r.id] = r.fingerprint end
     rows[i] = r
+  end
+  for _, r in ipairs(rows) do
+    if r.class == "private-key" and not r.fingerprint and r.id ~= "" then r.fingerprint = by_id[r.id] end
+    r.check = r.kcv or (r.fingerprint and r.fingerprint:sub(1, 16)) or ""
   end
   return rows
 end

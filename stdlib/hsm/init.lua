@@ -65,6 +65,10 @@ function M.token(uri, opts)
   if not s then error(serr, 0) end
   local want = opts.login ~= false and (u.pin or u.pin_source or t.info.flags.CKF_LOGIN_REQUIRED)
   if want then
+    local flags = t.info.flags
+    if (opts.so and flags.CKF_SO_PIN_FINAL_TRY) or (not opts.so and flags.CKF_USER_PIN_FINAL_TRY) then
+      io.stderr:write(("hsmsh: warning: token %s says the next wrong PIN locks it\n"):format(t.info.label))
+    end
     local pin = pin_for(u, t.info.label)
     local ok, lerr = s:login(pin, opts.so and "so" or "user")
     pin:close()
@@ -75,6 +79,25 @@ function M.token(uri, opts)
   end
   M.current = {session = s, label = t.info.label, login = want and (opts.so and "so" or "user") or "public"}
   return s, t.info
+end
+
+local type_class = {public = "CKO_PUBLIC_KEY", private = "CKO_PRIVATE_KEY",
+                    ["secret-key"] = "CKO_SECRET_KEY", cert = "CKO_CERTIFICATE", data = "CKO_DATA"}
+
+--- The one object a URI names (object=, id=, type=); none or several is an error, never
+--- "the first match". Returns the object and its session.
+function M.object(uri)
+  local u, err = core.uri_parse(uri)
+  if not u then error(err, 0) end
+  local s = M.token(uri)
+  local filter = {CKA_LABEL = u.object, CKA_ID = u.id, CKA_CLASS = type_class[u.type or ""]}
+  local list, ferr = s:find_all(filter)
+  if not list then error(ferr, 0) end
+  if #list ~= 1 then
+    error(("%s names %d objects (expected exactly one%s)"):format(u.display, #list,
+      #list > 1 and "; add id= or type=" or ""), 0)
+  end
+  return list[1], s
 end
 
 --- Every object of a session matching a filter ({label=, id=, class=, key_type=}), one enumeration.
@@ -93,6 +116,44 @@ function Session:find(filter)
     error(("%d objects match (expected exactly one)"):format(#list), 0)
   end
   return list[1]
+end
+
+local curves = { ["P-256"] = "\6\8\42\134\72\206\61\3\1\7", ["P-384"] = "\6\5\43\129\4\0\34",
+                 ["P-521"] = "\6\5\43\129\4\0\35", Ed25519 = "\6\3\43\101\112" }
+
+--- Generates a key from a short spec: {type="AES"|"DES3"|"GENERIC"|"RSA"|"EC"|"Ed25519",
+--- bits=, curve="P-256", label=, id=, token=true, extractable=, sensitive=true, ...more
+--- attributes by name}. Returns the secret key, or the public and private keys.
+function Session:generate(spec)
+  local kind = assert(spec.type, "generate needs type=")
+  local common = {CKA_TOKEN = spec.token ~= false, CKA_LABEL = spec.label, CKA_ID = spec.id}
+  local extra = {}
+  for k, v in pairs(spec) do
+    if not ({type = 1, bits = 1, curve = 1, label = 1, id = 1, token = 1})[k] then extra[k] = v end
+  end
+  local function merge(...)
+    local t = {}
+    for _, src in ipairs({...}) do for k, v in pairs(src) do t[k] = v end end
+    return t
+  end
+  local secret = {AES = "CKM_AES_KEY_GEN", DES3 = "CKM_DES3_KEY_GEN", GENERIC = "CKM_GENERIC_SECRET_KEY_GEN"}
+  if secret[kind] then
+    local t = merge(common, {CKA_PRIVATE = true, CKA_SENSITIVE = true}, extra)
+    if kind ~= "DES3" then t.CKA_VALUE_LEN = (spec.bits or 256) // 8 end
+    return self:generate_key(secret[kind], t)
+  end
+  local priv = merge(common, {CKA_PRIVATE = true, CKA_SENSITIVE = true, CKA_SIGN = true}, extra)
+  local pub = merge(common, {CKA_VERIFY = true})
+  if kind == "RSA" then
+    pub.CKA_MODULUS_BITS, pub.CKA_PUBLIC_EXPONENT = spec.bits or 2048, "\1\0\1"
+    return self:generate_key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN", pub, priv)
+  elseif kind == "EC" or kind == "Ed25519" then
+    local curve = kind == "Ed25519" and "Ed25519" or spec.curve or "P-256"
+    pub.CKA_EC_PARAMS = curves[curve] or error("unknown curve '" .. tostring(curve) .. "'", 2)
+    return self:generate_key_pair(kind == "EC" and "CKM_EC_KEY_PAIR_GEN"
+      or "CKM_EC_EDWARDS_KEY_PAIR_GEN", pub, priv)
+  end
+  error("unknown key type '" .. tostring(kind) .. "' (AES, DES3, GENERIC, RSA, EC, Ed25519)", 2)
 end
 
 local keys = require("hsm.keys")

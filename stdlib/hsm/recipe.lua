@@ -130,21 +130,40 @@ function M.run(rec, opts)
   function ctx.emit(ev) if opts.json then out:write(json.encode(ev), "\n") end end
   function ctx.say(fmt, ...) if not opts.json then io.stderr:write(fmt:format(...), "\n") end end
   function ctx.print(text) if not opts.json then io.stdout:write(text, "\n") end end
+  local applied = {}
   local ok, err = pcall(function()
     for _, phase in ipairs(rec.phases or {}) do
       if phase.plan then phase.plan(ctx) end
       if not opts.dry_run then
+        applied[#applied + 1] = phase
         if phase.apply then phase.apply(ctx) end
         if phase.verify then phase.verify(ctx) end
       end
     end
   end)
-  for _, s in ipairs(opened) do s:close() end
+  local status = 0
   if not ok then
-    if opts.json then out:write(json.encode({event = "error", message = tostring(err)}), "\n") end
-    error(err, 0)
+    ctx.emit({event = "error", message = tostring(err)})
+    io.stderr:write(("hsmsh: %s\n"):format(tostring(err)))
+    status = 1
+    if #applied > 0 then
+      -- Roll back the phases that ran, newest first: 3 = rolled back cleanly, 4 = not.
+      status = 3
+      for i = #applied, 1, -1 do
+        local phase = applied[i]
+        if phase.rollback then
+          local rok, rerr = pcall(phase.rollback, ctx)
+          if not rok then
+            status = 4
+            io.stderr:write(("hsmsh: rollback of phase %s failed: %s\n"):format(
+              tostring(phase.name), tostring(rerr)))
+          end
+        end
+      end
+    end
   end
-  return 0
+  for _, s in ipairs(opened) do s:close() end
+  return status
 end
 
 return M

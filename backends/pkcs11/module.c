@@ -110,7 +110,8 @@ hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
                         "installed: apt-get install softhsm2");
             return NULL;
         }
-        snprintf(want, sizeof want, "%s", def);
+        if (!realpath(def, want))
+            snprintf(want, sizeof want, "%s", def);
     } else if (!strchr(path_or_name, '/')) {
         if (resolve_registered(path_or_name, want, sizeof want, err) != 0)
             return NULL;

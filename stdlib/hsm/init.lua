@@ -28,7 +28,9 @@ local function pin_for(u, label)
   if u.pin_source then
     local path = u.pin_source:match("^file:(.*)$") or (u.pin_source:sub(1, 1) == "/" and u.pin_source)
     if not path then error("pin-source must be file:PATH, got '" .. u.pin_source .. "'", 0) end
-    return assert(core.secret_file(path))
+    local sec, err = core.secret_file(path)
+    if not sec then error(err, 0) end
+    return sec
   end
   local s, err = core.secret_prompt(("PIN for token %s: "):format(label))
   if not s then error(err, 0) end

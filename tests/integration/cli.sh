@@ -15,7 +15,7 @@ printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level 
   "$work" > "$work/softhsm2.conf"
 export SOFTHSM2_CONF="$work/softhsm2.conf" XDG_DATA_HOME="$work/data" \
   XDG_STATE_HOME="$work/state" HOME="$work/home"
-cd "$work"
+cd "$work" || exit 1
 
 passed=0 failed=0
 pass() { passed=$((passed + 1)); }

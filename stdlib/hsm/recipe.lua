@@ -115,8 +115,34 @@ function M.params(rec, assigns)
   return out
 end
 
---- Runs a recipe. opts: {params=, dry_run=, json=, yes=}. Returns the exit status.
+--- Parameters as they may be written down: URIs without their pin-value.
+local function shown_params(rec, params)
+  local out = {}
+  for k, v in pairs(params) do
+    local p = rec.params[k]
+    out[k] = p and p.type == "uri" and core.uri_parse(v).display or v
+  end
+  return out
+end
+
+--- A JSON-lines journal, flushed per entry (fsync comes with the migration journal).
+local function open_journal(path, rec, params)
+  if not path then return function() end end
+  local f, err = io.open(path, "a")
+  if not f then error(("cannot write journal %s: %s"):format(path, err), 0) end
+  local function write(ev)
+    ev.time = os.time()
+    f:write(json.encode(ev), "\n")
+    f:flush()
+  end
+  write({event = "start", recipe = rec.id, version = rec.version, sha256 = rec.sha256,
+         params = shown_params(rec, params)})
+  return write
+end
+
+--- Runs a recipe. opts: {params=, dry_run=, json=, yes=, journal=}. Returns the exit status.
 function M.run(rec, opts)
+  local journal = open_journal(opts.journal, rec, opts.params)
   local out = opts.json and io.stdout or io.stderr
   local opened = {}
   local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes}
@@ -136,8 +162,10 @@ function M.run(rec, opts)
       if phase.plan then phase.plan(ctx) end
       if not opts.dry_run then
         applied[#applied + 1] = phase
+        journal({event = "phase", phase = phase.name, step = "apply"})
         if phase.apply then phase.apply(ctx) end
         if phase.verify then phase.verify(ctx) end
+        journal({event = "phase", phase = phase.name, step = "verified"})
       end
     end
   end)
@@ -153,6 +181,7 @@ function M.run(rec, opts)
         local phase = applied[i]
         if phase.rollback then
           local rok, rerr = pcall(phase.rollback, ctx)
+          journal({event = "rollback", phase = phase.name, ok = rok})
           if not rok then
             status = 4
             io.stderr:write(("hsmsh: rollback of phase %s failed: %s\n"):format(
@@ -163,6 +192,7 @@ function M.run(rec, opts)
     end
   end
   for _, s in ipairs(opened) do s:close() end
+  journal({event = "end", status = status})
   return status
 end
 

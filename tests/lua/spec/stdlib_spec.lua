@@ -77,3 +77,45 @@ describe("lab", function()
     assert.equal("CN=rsa-2048", core.cert_info(cert.value).subject)
   end)
 end)
+
+describe("recipe runner", function()
+  local recipe = require("hsm.recipe")
+
+  it("journals id, version, sha256 and params, never the PIN", function()
+    local uri = H.new_token("jrnl")
+    local path = os.tmpname()
+    local rec = recipe.load(recipe.find("generic/inventory"))
+    local status = recipe.run(rec, {params = recipe.params(rec, {token = uri}), journal = path,
+                                    json = true})
+    assert.equal(0, status)
+    local text = assert(io.open(path)):read("a")
+    os.remove(path)
+    assert.matches('"recipe":"generic/inventory"', text, 1, true)
+    assert.matches('"sha256":"' .. rec.sha256, text, 1, true)
+    assert.matches('"event":"end","status":0', text, 1, true)
+    assert.not_matches("pin%-value", text)
+    assert.not_matches(H.pin, text, 1, true)
+  end)
+
+  it("rejects unknown and missing parameters by name", function()
+    local rec = recipe.load(recipe.find("generic/inventory"))
+    assert.has_error(function() recipe.params(rec, {tokn = "x"}) end)
+    local ok, err = pcall(recipe.params, rec, {})
+    assert.is_false(ok)
+    assert.matches("missing parameter token", err)
+  end)
+
+  it("rolls back applied phases in reverse and exits 3, or 4 when a rollback fails", function()
+    local order = {}
+    local rec = {id = "t", version = "1.0.0", params = {}, phases = {
+      {name = "a", apply = function() order[#order + 1] = "apply a" end,
+       rollback = function() order[#order + 1] = "rollback a" end},
+      {name = "b", apply = function() error("b failed", 0) end,
+       rollback = function() order[#order + 1] = "rollback b" end},
+    }}
+    assert.equal(3, recipe.run(rec, {params = {}, json = true}))
+    assert.same({"apply a", "rollback b", "rollback a"}, order)
+    rec.phases[1].rollback = function() error("stuck", 0) end
+    assert.equal(4, recipe.run(rec, {params = {}, json = true}))
+  end)
+end)

@@ -17,10 +17,12 @@ const char *hsm_progname = "hsmsh";
 
 /* ---------------------------------------------------------------- Ctrl-C (as lua.c) */
 static lua_State *running_state;
+static volatile sig_atomic_t interrupt_armed; /* hook set, not fired yet */
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
+    interrupt_armed = 0;
     lua_sethook(L, NULL, 0, 0);
     luaL_error(L, "interrupted");
 }
@@ -29,8 +31,10 @@ static void on_sigint(int sig)
 {
     (void)sig;
     /* Only arms a hook: Lua stops at its next instruction; a C_ call in progress finishes. */
-    if (running_state)
+    if (running_state) {
+        interrupt_armed = 1;
         lua_sethook(running_state, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    }
 }
 
 static int msghandler(lua_State *L)
@@ -63,6 +67,10 @@ int hsm_host_pcall(lua_State *L, int nargs, int nresults)
     int status = lua_pcall(L, nargs, nresults, base);
     sigaction(SIGINT, &old, NULL);
     running_state = NULL;
+    if (interrupt_armed) { /* Ctrl-C came as the call ended: it must not stop the next one */
+        interrupt_armed = 0;
+        lua_sethook(L, NULL, 0, 0);
+    }
     lua_remove(L, base);
     return status;
 }

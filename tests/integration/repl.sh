@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# repl.sh - drives hsmsh's interactive REPL in a private tmux server: expressions,
+# multi-line input, one-line errors, Tab completion (which must never run code), Ctrl-C
+# (running code, a typed line, a continuation), Ctrl-D, the hsm.ui hooks, and the history
+# file (mode 0600, multi-line entries kept whole, no secrets, at most 1000 entries).
+# usage: bash tests/integration/repl.sh /path/to/hsmsh
+set -u
+
+hsmsh=$(realpath "${1:?usage: repl.sh /path/to/hsmsh}")
+command -v tmux >/dev/null || { echo "repl: tmux is not installed"; exit 1; }
+unset TMUX
+tmp=$(mktemp -d)
+sock=hsmsh-repl-$$
+cleanup() { tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+mkdir -p "$tmp/home"
+printf 'set -g remain-on-exit on\nset -g history-limit 10000\nset -g default-shell /bin/sh\n' >"$tmp/tmux.conf"
+
+passed=0 failed=0
+pane=a
+tm() { tmux -L "$sock" -f "$tmp/tmux.conf" "$@"; }
+screen() { tm capture-pane -p -J -S - -t "$pane"; }
+count() { screen | grep -cE -- "$1"; }
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    screen | grep -v '^$' | tail -n 12 | sed 's/^/     | /'
+}
+check() { # check DESCRIPTION COMMAND...
+    local what=$1; shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# Waits (5 s at most) until more lines match ERE than the baseline.
+wait_more() { # ERE BASELINE
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (($(count "$1") > $2)) && return 0
+        sleep 0.05
+    done
+    echo "TIMEOUT waiting for $1" >&2
+    return 1
+}
+# Sends keys (words starting with @ are key names, others literal text), then waits
+# for one more line matching ERE.
+keys() { # ERE KEY...
+    local re=$1 before k; shift
+    before=$(count "$re")
+    for k in "$@"; do
+        case $k in
+            @*) tm send-keys -t "$pane" "${k#@}" ;;
+            *) tm send-keys -t "$pane" -l "$k" ;;
+        esac
+    done
+    wait_more "$re" "$before"
+}
+run() { keys "$2" "$1" @Enter; } # run TEXT ERE: types a line, waits for output matching ERE
+# A prompt line (with whatever was typed on it); every Enter adds exactly one.
+prompts='^(hsmsh> ?|custom\[x\]> ?|>> ?)'
+stmt() { # stmt TEXT: types a line that prints nothing, waits for the next prompt
+    local before
+    before=$(count "$prompts")
+    tm send-keys -t "$pane" -l "$1"
+    tm send-keys -t "$pane" Enter
+    wait_more "$prompts" "$before"
+}
+last_prompt() { screen | grep -E -- "$prompts" | tail -n 1 | grep -qE -- "$1"; }
+exit_status() { # waits for hsmsh to end; prints its exit status
+    keys '^hsmsh-exit=[0-9]+$' >/dev/null && screen | sed -n 's/^hsmsh-exit=//p' | tail -n 1
+}
+# start NAME VAR=VALUE...: hsmsh with a clean environment. The shell reports its exit
+# status in the pane (tmux may reap it late); its INT trap only keeps it alive on Ctrl-C.
+start() {
+    local name=$1; shift
+    tm new-session -d -s "$name" -x 110 -y 40 -c "$tmp" \
+        "trap : INT; env -i HOME=$tmp/home TERM=xterm PATH=/usr/bin:/bin INPUTRC=/dev/null $* $(printf %q "$hsmsh"); echo hsmsh-exit=\$?"
+    pane=$name
+}
+
+# ------------------------------------------------------------------ session a
+hist=$tmp/hist/sub/history
+start a "HSMSH_HISTORY=$hist" "XDG_STATE_HOME=$tmp/state-a"
+check "the REPL starts and prompts" wait_more "$prompts" 0
+# This test is about the REPL machinery: no hsm.ui hooks unless the test sets them.
+stmt 'package.loaded["hsm.ui"] = {}'
+
+check "1+1 prints 2" run '1+1' '^2$'
+stmt 'function f(x)'
+check "an incomplete line continues on '>> '" last_prompt '^>>'
+stmt 'return x*3'
+stmt 'end'
+check "the multi-line function works: f(4) prints 12" run 'f(4)' '^12$'
+
+run 'error("boom")' '^hsmsh: .*boom'
+check "an error is one line" [ "$(screen | grep -v 'error("boom")' | grep -c boom)" = 1 ]
+check "an error has no traceback" [ "$(count 'traceback')" = 0 ]
+check "the REPL goes on after an error" run '"alive" .. 1' '^alive1$'
+
+check "string.fo<Tab> completes to string.format(" keys 'string\.format\($' 'string.fo' @Tab
+check "the completed line runs" run '"<%d>", 6*7)' '^<42>$'
+stmt 's = setmetatable({}, {__index = {close = function() return "closed" end, clear = 1}})'
+check "s:cl<Tab> completes a method through a table __index" keys 's:close\($' 's:cl' @Tab
+run ')' '^closed$'
+check "io.stdout:fl<Tab> completes a userdata method" keys 'io\.stdout:flush\($' 'io.stdout:fl' @Tab
+tm send-keys -t "$pane" C-u
+check "string.<Tab><Tab> lists the fields by their short names" \
+    keys '^byte +[a-z]' 'string.' @Tab @Tab
+tm send-keys -t "$pane" C-u
+
+# A metatable whose __index function records any call: completion must never call it.
+stmt 't = setmetatable({}, {__index = setmetatable({}, {__index = function(_, k) trap = k end})})'
+for word in 't.' 't.x' 't.x.y' 't:' 't:x'; do
+    tm send-keys -t "$pane" -l "$word"
+    tm send-keys -t "$pane" Tab Tab C-u
+done
+check "completion never runs an __index function" run '"trap=" .. tostring(trap)' '^trap=nil$'
+stmt '_ = t.probe'
+check "(the trap itself works)" run '"trap2=" .. tostring(trap)' '^trap2=probe$'
+
+stmt 'package.loaded["hsm.ui"] = {prompt = function() return "custom[x]> " end, show = function(...) print("SHOW:" .. select("#", ...)) end}'
+check "hsm.ui.prompt gives the prompt" last_prompt '^custom\[x\]> ?$'
+check "hsm.ui.show gets all results" run '1, "a", nil' '^SHOW:3$'
+stmt 'package.loaded["hsm.ui"].show = function() error("showfail") end'
+check "a failing show is reported, then results are printed plainly" run '"plain" .. 1' '^plain1$'
+check "(the show error was reported)" [ "$(count '^hsmsh: .*showfail')" = 1 ]
+run 'package.loaded["hsm.ui"].prompt = function() error("promptfail") end' '^hsmsh: .*promptfail'
+check "a failing prompt falls back to 'hsmsh> '" last_prompt '^hsmsh> ?$'
+stmt 'package.loaded["hsm.ui"] = nil; package.preload["hsm.ui"] = nil'
+check "no hsm.ui module: plain results" run '3*3' '^9$'
+check "(and no 'not found' message)" [ "$(count 'not found')" = 0 ]
+stmt 'package.loaded["hsm.ui"] = {}'
+
+keys '^looping$' 'print("looping") while true do end' @Enter
+check "Ctrl-C stops running Lua code with 'interrupted'" keys 'hsmsh: .*interrupted' @C-c
+check "the prompt comes back after an interrupt" run '"after" .. 1' '^after1$'
+keys '\^C$' 'garbage_zz' @C-c
+check "Ctrl-C at the prompt clears the line and does not exit" run '"still" .. "here"' '^stillhere$'
+check "(the cleared line was not run)" [ "$(count '^hsmsh: .*garbage_zz')" = 0 ]
+stmt 'if true then'
+keys '\^C$' @C-c
+check "Ctrl-C in a continuation drops the whole entry" run '"x" .. "y"' '^xy$'
+
+stmt 'shared = 7'
+stmt 'x = "pin-value=1234"'
+stmt 'pin = "4321"'
+stmt 'n_shares = 3'
+stmt 'do'
+stmt 'local passphrase = "correct horse"'
+stmt 'end'
+run 'y = ("pin-value=99") + 1' '^hsmsh: .*attempt to'
+check "an error on a secret line does not echo the secret" [ "$(count 'pin-value=99')" = 1 ]
+check "Up skips secret entries (not in memory)" keys '^hsmsh> shared = 7$' @Up
+tm send-keys -t "$pane" C-u
+
+tm send-keys -t "$pane" C-d
+status=$(exit_status)
+check "Ctrl-D exits with status 0 (got '$status')" [ "$status" = 0 ]
+
+check "the history file exists" [ -f "$hist" ]
+check "the history file has mode 600" [ "$(stat -c %a "$hist" 2>/dev/null)" = 600 ]
+check "its directory was made with mode 700" [ "$(stat -c %a "$tmp/hist/sub" 2>/dev/null)" = 700 ]
+check "history holds 1+1" grep -qFx '1+1' "$hist"
+check "history holds a multi-line entry as one" grep -qFx 'function f(x)\nreturn x*3\nend' "$hist"
+check "history holds an innocent 'shared' line" grep -qFx 'shared = 7' "$hist"
+check "history holds no secret line" \
+    bash -c '! grep -Ei "pin-value|4321|n_shares|passphrase" "$1"' _ "$hist"
+
+# ------------------------------------------------------------------ session b
+# The default path under XDG_STATE_HOME; an old file with mode 644, more than 1000
+# entries and a secret line is loaded, fixed to 600, trimmed and cleaned.
+old=$tmp/state-b/hsmsh/history
+mkdir -p "$tmp/state-b/hsmsh"
+{
+    for ((i = 1; i <= 1100; i++)); do echo "old_$i = $i"; done
+    echo 'pin = "5555"'
+    echo '"recalled" .. "!"'
+} >"$old"
+chmod 644 "$old"
+start b "XDG_STATE_HOME=$tmp/state-b"
+wait_more "$prompts" 0
+stmt 'package.loaded["hsm.ui"] = {}'
+check "history is loaded: Up Up recalls the last old entry" keys '^recalled!$' @Up @Up @Enter
+tm send-keys -t "$pane" C-d
+check "Ctrl-D exits with status 0 again" [ "$(exit_status)" = 0 ]
+check "the old file's mode is fixed to 600" [ "$(stat -c %a "$old")" = 600 ]
+check "the old file is cut to 1000 entries" [ "$(wc -l <"$old")" = 1000 ]
+check "the old file lost its secret line" bash -c '! grep -q 5555 "$1"' _ "$old"
+check "the old file keeps the newest entries" grep -qFx 'old_1100 = 1100' "$old"
+
+echo "repl: $passed passed, $failed failed"
+((failed == 0))

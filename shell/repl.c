@@ -415,7 +415,7 @@ static void history_add(struct repl *r, const char *entry)
 
 /* ---------------------------------------------------------------------- signals */
 
-static volatile sig_atomic_t got_int, got_winch, got_term, in_wait;
+static volatile sig_atomic_t got_int, got_winch, got_tstp, got_term, in_wait;
 
 static void on_signal(int sig)
 {
@@ -423,6 +423,8 @@ static void on_signal(int sig)
         got_int = 1;
     else if (sig == SIGWINCH)
         got_winch = 1;
+    else if (sig == SIGTSTP)
+        got_tstp = 1; /* installed only while read_line waits */
     else if (in_wait)
         got_term = sig; /* restore the terminal first (read_line) */
     else {
@@ -479,17 +481,51 @@ static void cancel_line(void)
     rl_callback_handler_remove(); /* restores the terminal */
 }
 
+/* Ctrl-Z at a prompt: give the terminal back, stop, and on `fg` take it again with the
+ * line as it was. */
+static void suspend_line(const char *prompt)
+{
+    char *saved = rl_copy_text(0, rl_end);
+    int point = rl_point;
+    struct sigaction dfl, mine;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    rl_callback_handler_remove(); /* restores the terminal */
+    fputc('\n', stdout);
+    fflush(stdout);
+    sigaction(SIGTSTP, &dfl, &mine);
+    raise(SIGTSTP); /* stops here until SIGCONT */
+    sigaction(SIGTSTP, &mine, NULL);
+    rl_callback_handler_install(prompt, on_line);
+    if (saved) {
+        rl_insert_text(saved);
+        rl_point = point <= rl_end ? point : rl_end;
+        wipe_free(saved);
+    }
+    rl_redisplay();
+}
+
 /* One line with readline: LINE_OK (*out malloc'd), LINE_EOF (Ctrl-D) or LINE_INTR (Ctrl-C). */
 static int read_line(const char *prompt, char **out)
 {
     sigset_t block, old;
+    struct sigaction sa, old_tstp;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
     sigemptyset(&block);
     for (size_t i = 0; i < NCAUGHT; i++)
         sigaddset(&block, caught[i]);
+    sigaddset(&block, SIGTSTP);
+    got_tstp = 0;
+    sigaction(SIGTSTP, &sa, &old_tstp); /* Lua code runs with the default Ctrl-Z */
     *out = NULL;
     cb_line = NULL;
     cb_done = 0;
     got_int = 0; /* a Ctrl-C that came while Lua was finishing is not for this prompt */
+    int rc = LINE_EOF;
     fflush(stdout);
     fflush(stderr);
     rl_callback_handler_install(prompt, on_line);
@@ -498,7 +534,7 @@ static int read_line(const char *prompt, char **out)
         int n = 0, err = 0;
         in_wait = 1;
         sigprocmask(SIG_BLOCK, &block, &old);
-        if (!got_int && !got_winch && !got_term) {
+        if (!got_int && !got_winch && !got_tstp && !got_term) {
             n = ppoll(&pfd, 1, NULL, &old); /* signals are let in only while waiting */
             err = errno;
         }
@@ -512,6 +548,11 @@ static int read_line(const char *prompt, char **out)
             signal(sig, SIG_DFL);
             raise(sig);
         }
+        if (got_tstp) {
+            got_tstp = 0;
+            suspend_line(prompt);
+            got_winch = 1; /* the window may have changed meanwhile */
+        }
         if (got_winch) {
             got_winch = 0;
             rl_resize_terminal();
@@ -519,17 +560,19 @@ static int read_line(const char *prompt, char **out)
         if (got_int) {
             got_int = 0;
             cancel_line();
-            return LINE_INTR;
+            rc = LINE_INTR;
+            break;
         }
         if (n < 0 && err != EINTR) {
             rl_callback_handler_remove();
-            return LINE_EOF;
+            break;
         }
         if (n > 0)
             rl_callback_read_char(); /* may call on_line */
     }
+    sigaction(SIGTSTP, &old_tstp, NULL);
     *out = cb_line;
-    return cb_line ? LINE_OK : LINE_EOF;
+    return cb_line ? LINE_OK : rc;
 }
 
 /* ----------------------------------------------------------------- hsm.ui hooks */

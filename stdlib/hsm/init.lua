@@ -102,12 +102,19 @@ function M.object(uri)
   return list[1], s
 end
 
+--- A list that is also its own iterator: `for o in s:objects() do` and `#s:objects()`.
+local ObjectList = {__call = function(list, _, prev)
+  local i = (list._at or 0) + 1
+  list._at = i
+  return list[i]
+end}
+
 --- Every object of a session matching a filter ({label=, id=, class=, key_type=}), one enumeration.
 local Session = core.methods("hsm.Session")
 function Session:objects(filter)
   local list, err, code = self:find_all(filter)
   if not list then return nil, err, code end
-  return list
+  return setmetatable(list, ObjectList)
 end
 
 --- The one object matching filter; raises when none or several match.

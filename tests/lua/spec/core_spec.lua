@@ -128,3 +128,33 @@ describe("embedded stdlib and recipes", function()
     end
   end)
 end)
+
+describe("module", function()
+  it("lists slots, token info and mechanisms with flags and key sizes", function()
+    local uri, label = H.new_token("mod")
+    local s <close> = hsm.token(uri)
+    local m = s:module()
+    local ti = assert(m:token_info(s:slot()))
+    assert.equal(label, ti.label)
+    assert.is_true(ti.flags.CKF_TOKEN_INITIALIZED)
+    local found
+    for _, mech in ipairs(assert(m:mechanisms(s:slot()))) do
+      if mech.name == "CKM_AES_KEY_GEN" then found = mech end
+    end
+    assert.is_table(found)
+    assert.equal(16, found.min)
+    assert.equal(32, found.max)
+    assert.is_true(found.flags.CKF_GENERATE)
+    assert.is_true(#assert(m:slots()) >= 1)
+  end)
+
+  it("objects() is both a list and an iterator", function()
+    local uri = H.new_token("iter")
+    local s <close> = hsm.token(uri)
+    for i = 1, 3 do s:generate{type = "AES", label = "k" .. i} end
+    local n = 0
+    for o in s:objects() do n = n + 1; assert.equal("CKO_SECRET_KEY", o.class) end
+    assert.equal(3, n)
+    assert.equal(3, #s:objects())
+  end)
+end)

@@ -164,20 +164,24 @@ static int crypt(lua_State *L, hsm_op op)
     CK_OBJECT_HANDLE key = op == HSM_OP_DIGEST ? 0 : key_arg(L, 3, s);
     size_t inlen, outlen;
     const char *in = luaL_checklstring(L, data, &inlen);
+    lhsm_secret *pin = lua_isnoneornil(L, data + 1) ? NULL : lhsm_checksecret(L, data + 1);
     unsigned char *out;
     hsm_err err;
-    if (hsm_crypt(s, op, &m.m, key, (const unsigned char *)in, inlen, &out, &outlen, &err) != 0)
+    if (hsm_crypt(s, op, &m.m, key, (const unsigned char *)in, inlen, pin ? pin->p : NULL,
+                  pin ? pin->len : 0, &out, &outlen, &err) != 0)
         return lhsm_fail(L, &err);
     lua_pushlstring(L, (const char *)out, outlen);
     free(out);
     return 1;
 }
 
-/* session:encrypt(mech, key, data) -> ciphertext | nil, err */
+/* The crypto calls take an optional last argument: the hsm.Secret for the context-specific
+ * login that keys with CKA_ALWAYS_AUTHENTICATE need before each operation. */
+/* session:encrypt(mech, key, data, [pin]) -> ciphertext | nil, err */
 static int l_session_encrypt(lua_State *L) { return crypt(L, HSM_OP_ENCRYPT); }
-/* session:decrypt(mech, key, data) -> plaintext | nil, err */
+/* session:decrypt(mech, key, data, [pin]) -> plaintext | nil, err */
 static int l_session_decrypt(lua_State *L) { return crypt(L, HSM_OP_DECRYPT); }
-/* session:sign(mech, key, data) -> signature | nil, err */
+/* session:sign(mech, key, data, [pin]) -> signature | nil, err */
 static int l_session_sign(lua_State *L) { return crypt(L, HSM_OP_SIGN); }
 /* session:digest(mech, data) -> digest | nil, err */
 static int l_session_digest(lua_State *L) { return crypt(L, HSM_OP_DIGEST); }

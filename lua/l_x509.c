@@ -17,7 +17,7 @@ static int sign_on_token(void *ctx, const unsigned char *in, size_t inlen, unsig
 {
     struct signer *sg = ctx;
     CK_MECHANISM m = {sg->mech, NULL, 0};
-    return hsm_crypt(sg->s, HSM_OP_SIGN, &m, sg->key, in, inlen, sig, siglen, err);
+    return hsm_crypt(sg->s, HSM_OP_SIGN, &m, sg->key, in, inlen, NULL, 0, sig, siglen, err);
 }
 
 /* core.self_signed_cert(private_key, spki_der, cn, days, [hash="sha256"]) -> DER | nil, err */

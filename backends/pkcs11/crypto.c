@@ -26,8 +26,8 @@ typedef CK_RV (*init_fn)(CK_SESSION_HANDLE, CK_MECHANISM *, CK_OBJECT_HANDLE);
 typedef CK_RV (*run_fn)(CK_SESSION_HANDLE, CK_BYTE *, CK_ULONG, CK_BYTE *, CK_ULONG *);
 
 int hsm_crypt(hsm_session *s, hsm_op op, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-              const unsigned char *in, size_t inlen, unsigned char **out, size_t *outlen,
-              hsm_err *err)
+              const unsigned char *in, size_t inlen, const unsigned char *ctx_pin,
+              size_t ctx_pin_len, unsigned char **out, size_t *outlen, hsm_err *err)
 {
     static const char *const names[][2] = {
         {"C_EncryptInit", "C_Encrypt"}, {"C_DecryptInit", "C_Decrypt"},
@@ -47,6 +47,16 @@ int hsm_crypt(hsm_session *s, hsm_op op, CK_MECHANISM *mech, CK_OBJECT_HANDLE ke
     *outlen = 0;
     if (rv != CKR_OK)
         return hsm_err_rv(err, names[op][0], rv);
+    if (ctx_pin) {
+        rv = f->C_Login(s->h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)ctx_pin, ctx_pin_len);
+        if (rv != CKR_OK) {
+            /* Without the context login the operation fails, which ends it (2.40 has no
+             * cancel); otherwise the next Init would meet CKR_OPERATION_ACTIVE. */
+            CK_ULONG ignored = 0;
+            run(s->h, (CK_BYTE *)in, inlen, NULL, &ignored);
+            return hsm_err_rv(err, "C_Login", rv);
+        }
+    }
     /* Size query, then the operation; both belong to the same active operation. */
     CK_ULONG len = 0;
     rv = run(s->h, (CK_BYTE *)in, inlen, NULL, &len);

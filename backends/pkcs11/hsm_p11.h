@@ -176,10 +176,12 @@ int hsm_generate_key_pair(hsm_session *s, CK_MECHANISM *mech, const hsm_tmpl *pu
                           const hsm_tmpl *priv, CK_OBJECT_HANDLE *pub_out,
                           CK_OBJECT_HANDLE *priv_out, hsm_err *err);
 typedef enum hsm_op { HSM_OP_ENCRYPT, HSM_OP_DECRYPT, HSM_OP_SIGN, HSM_OP_DIGEST } hsm_op;
-/* Single-part encrypt/decrypt/sign/digest (key ignored for digest). */
+/* Single-part encrypt/decrypt/sign/digest (key ignored for digest). For keys with
+ * CKA_ALWAYS_AUTHENTICATE, ctx_pin (or NULL) is given to C_Login(CKU_CONTEXT_SPECIFIC)
+ * between the Init and the operation, as PKCS#11 requires. */
 int hsm_crypt(hsm_session *s, hsm_op op, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-              const unsigned char *in, size_t inlen, unsigned char **out, size_t *outlen,
-              hsm_err *err);
+              const unsigned char *in, size_t inlen, const unsigned char *ctx_pin,
+              size_t ctx_pin_len, unsigned char **out, size_t *outlen, hsm_err *err);
 /* Returns 1 valid, 0 invalid (CKR_SIGNATURE_INVALID / _LEN_RANGE), -1 error. */
 int hsm_verify(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                const unsigned char *data, size_t dlen, const unsigned char *sig, size_t slen,

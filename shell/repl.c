@@ -848,16 +848,21 @@ static void comp_add(const char *key, size_t klen, int type)
 }
 
 /* Replaces the value on top of the stack by its metatable's __index when that is a table
- * and returns 1; else leaves the stack as it was and returns 0. A function __index is
- * never called, and lua_getmetatable/lua_rawget run no metamethod. */
+ * (or, for handles whose __index is a function, such as hsm.Object, their "__methods"
+ * table) and returns 1; else leaves the stack as it was and returns 0. A function __index
+ * is never called, and lua_getmetatable/lua_rawget run no metamethod. */
 static int index_table(lua_State *L)
 {
     if (!lua_getmetatable(L, -1))
         return 0;
     lua_pushliteral(L, "__index");
     if (lua_rawget(L, -2) != LUA_TTABLE) {
-        lua_pop(L, 2);
-        return 0;
+        lua_pop(L, 1);
+        lua_pushliteral(L, "__methods");
+        if (lua_rawget(L, -2) != LUA_TTABLE) {
+            lua_pop(L, 2);
+            return 0;
+        }
     }
     lua_replace(L, -3);
     lua_pop(L, 1);

@@ -39,9 +39,7 @@ typedef struct lhsm_mech {
     CK_MECHANISM m;
     union {
         CK_RSA_PKCS_OAEP_PARAMS oaep;
-        CK_RSA_PKCS_PSS_PARAMS pss;
         CK_GCM_PARAMS gcm;
-        CK_ECDH1_DERIVE_PARAMS ecdh;
     } p;
 } lhsm_mech;
 

@@ -1,5 +1,6 @@
 --- hsm: the public Lua API. Modules, tokens by RFC 7512 URI, objects and key facts.
 local core = require("hsm.core")
+local keys = require("hsm.keys")
 
 local M = {}
 M.core = core
@@ -103,7 +104,7 @@ function M.object(uri)
 end
 
 --- A list that is also its own iterator: `for o in s:objects() do` and `#s:objects()`.
-local ObjectList = {__call = function(list, _, prev)
+local ObjectList = {__call = function(list)
   local i = (list._at or 0) + 1
   list._at = i
   return list[i]
@@ -127,8 +128,6 @@ function Session:find(filter)
   return list[1]
 end
 
-local curves = { ["P-256"] = "\6\8\42\134\72\206\61\3\1\7", ["P-384"] = "\6\5\43\129\4\0\34",
-                 ["P-521"] = "\6\5\43\129\4\0\35", Ed25519 = "\6\3\43\101\112" }
 
 --- Generates a key from a short spec: {type="AES"|"DES3"|"GENERIC"|"RSA"|"EC"|"Ed25519",
 --- bits=, curve="P-256", label=, id=, token=true, extractable=, sensitive=true, ...more
@@ -158,20 +157,19 @@ function Session:generate(spec)
     return self:generate_key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN", pub, priv)
   elseif kind == "EC" or kind == "Ed25519" then
     local curve = kind == "Ed25519" and "Ed25519" or spec.curve or "P-256"
-    pub.CKA_EC_PARAMS = curves[curve] or error("unknown curve '" .. tostring(curve) .. "'", 2)
+    pub.CKA_EC_PARAMS = keys.curves[curve] or error("unknown curve '" .. tostring(curve) .. "'", 2)
     return self:generate_key_pair(kind == "EC" and "CKM_EC_KEY_PAIR_GEN"
       or "CKM_EC_EDWARDS_KEY_PAIR_GEN", pub, priv)
   end
   error("unknown key type '" .. tostring(kind) .. "' (AES, DES3, GENERIC, RSA, EC, Ed25519)", 2)
 end
 
-local keys = require("hsm.keys")
 local Object = core.methods("hsm.Object")
 Object.kcv = keys.kcv
 Object.fingerprint = keys.fingerprint
 Object.describe = keys.describe
 
-function M.hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+M.hex = keys.hex
 function M.unhex(h)
   if #h % 2 ~= 0 or h:find("[^%x]") then error("not a hex string: " .. h, 2) end
   return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))

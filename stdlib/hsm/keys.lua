@@ -4,7 +4,15 @@ local core = require("hsm.core")
 
 local M = {}
 
-local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+--- Lower-case hex of a byte string (IDs, KCVs, digests: never key material).
+function M.hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+local hex = M.hex
+
+--- DER CKA_EC_PARAMS (namedCurve OIDs) by curve name, and each curve's size in bits.
+M.curves = { ["P-256"] = "\6\8\42\134\72\206\61\3\1\7", ["P-384"] = "\6\5\43\129\4\0\34",
+             ["P-521"] = "\6\5\43\129\4\0\35", Ed25519 = "\6\3\43\101\112" }
+local curve_bits = {}
+for name, oid in pairs(M.curves) do curve_bits[oid] = tonumber(name:match("^P%-(%d+)$")) end
 
 --- Key check value (hex): AES: AES-ECB(key, 0^16)[1..3]; DES3: 3DES-ECB(key, 0^8)[1..3];
 --- otherwise CKA_CHECK_VALUE where the module provides it. nil when none can be had.
@@ -52,8 +60,6 @@ local class_names = {
   CKO_CERTIFICATE = "certificate", CKO_DATA = "data", CKO_DOMAIN_PARAMETERS = "domain-parameters",
 }
 
-local curve_bits = { ["\6\8\42\134\72\206\61\3\1\7"] = 256, ["\6\5\43\129\4\0\34"] = 384,
-                     ["\6\5\43\129\4\0\35"] = 521 }
 
 local function bits(obj)
   local kt = obj.key_type

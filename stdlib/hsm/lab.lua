@@ -14,7 +14,7 @@ local function sh_ok(cmd) return os.execute(cmd) == true end
 --- The sample keys of token blue: {label, mechanism, template} for secret keys, and
 --- key pairs as {label, mechanism, public template, private template}.
 local function ec(oid) return {CKA_EC_PARAMS = oid} end
-local P256, P384, P521 = "\6\8\42\134\72\206\61\3\1\7", "\6\5\43\129\4\0\34", "\6\5\43\129\4\0\35"
+local P256, P384, P521 = keys.curves["P-256"], keys.curves["P-384"], keys.curves["P-521"]
 
 local function secret(label, id, mech, extra)
   local t = {CKA_TOKEN = true, CKA_PRIVATE = true, CKA_LABEL = label, CKA_ID = id,

@@ -64,7 +64,7 @@ function M.load(r)
   if type(rec) ~= "table" or rec.id ~= r.id or rec.version ~= r.version then
     error(("%s: recipe id/version do not match its path"):format(r.path), 0)
   end
-  rec.sha256 = core.sha256(src):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  rec.sha256 = require("hsm.keys").hex(core.sha256(src))
   return rec
 end
 

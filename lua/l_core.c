@@ -1,6 +1,10 @@
 /* l_core.c - luaopen_hsm_core: shared helpers, URIs, module loading, the lab directory. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "lhsm.h"
 #include "ossl/hsm_ossl.h"
@@ -169,6 +173,108 @@ static int l_spki_cert(lua_State *L)
     return push_der(L, r, der, len, &err);
 }
 
+/* core.spki_attrs(der) -> {CKA_KEY_TYPE=, CKA_MODULUS=, CKA_PUBLIC_EXPONENT=} or
+ * {CKA_KEY_TYPE=, CKA_EC_PARAMS=, CKA_EC_POINT=}: a public key object's template | nil, err */
+static int l_spki_attrs(lua_State *L)
+{
+    size_t len;
+    const char *d = luaL_checklstring(L, 1, &len);
+    hsm_pubparts pp;
+    hsm_err err;
+    if (hsm_spki_parts((const unsigned char *)d, len, &pp, &err) != 0)
+        return lhsm_fail(L, &err);
+    int rsa = strcmp(pp.kind, "RSA") == 0;
+    lua_newtable(L);
+    lua_pushstring(L, rsa ? "CKK_RSA" : strcmp(pp.kind, "EC") == 0 ? "CKK_EC" : "CKK_EC_EDWARDS");
+    lua_setfield(L, -2, "CKA_KEY_TYPE");
+    lua_pushlstring(L, (const char *)pp.a, pp.alen);
+    lua_setfield(L, -2, rsa ? "CKA_MODULUS" : "CKA_EC_PARAMS");
+    lua_pushlstring(L, (const char *)pp.b, pp.blen);
+    lua_setfield(L, -2, rsa ? "CKA_PUBLIC_EXPONENT" : "CKA_EC_POINT");
+    hsm_pubparts_free(&pp);
+    return 1;
+}
+
+/* core.pem_encode(label, der) -> PEM text */
+static int l_pem_encode(lua_State *L)
+{
+    size_t len;
+    const char *label = luaL_checkstring(L, 1), *der = luaL_checklstring(L, 2, &len);
+    char *pem;
+    hsm_err err;
+    if (hsm_pem_encode(label, (const unsigned char *)der, len, &pem, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushstring(L, pem);
+    free(pem);
+    return 1;
+}
+
+/* core.pem_decode(text) -> der, label | nil, err   (the first PEM block) */
+static int l_pem_decode(lua_State *L)
+{
+    size_t len, derlen;
+    const char *text = luaL_checklstring(L, 1, &len);
+    char label[80];
+    unsigned char *der;
+    hsm_err err;
+    if (hsm_pem_decode(text, len, label, sizeof label, &der, &derlen, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushlstring(L, (const char *)der, derlen);
+    free(der);
+    lua_pushstring(L, label);
+    return 2;
+}
+
+/* core.append_synced(path, text) -> true | nil, err: appends and fsyncs before returning, so a
+ * journal entry written is a journal entry kept, whatever happens to the process next. */
+static int l_append_synced(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return luaL_fileresult(L, 0, path);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return luaL_fileresult(L, 0, path);
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return luaL_fileresult(L, 0, path);
+    }
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.now() -> monotonic seconds (float), for rates and durations */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.isatty(fd) -> boolean */
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
 /* core.sha256(data) -> 32-byte digest (public data only: fingerprints) */
 static int l_sha256(lua_State *L)
 {
@@ -185,7 +291,10 @@ int luaopen_hsm_core(lua_State *L)
     static const luaL_Reg fns[] = {
         {"uri_parse", l_uri_parse}, {"load", l_load}, {"default_module", l_default_module},
         {"lab_dir", l_lab_dir}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
-        {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256}, {NULL, NULL}};
+        {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256},
+        {"spki_attrs", l_spki_attrs}, {"pem_encode", l_pem_encode}, {"pem_decode", l_pem_decode},
+        {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now},
+        {NULL, NULL}};
     luaL_newlib(L, fns);
     lhsm_open_names(L);
     lhsm_open_secret(L);

@@ -1,6 +1,8 @@
 /* l_mech.c - mechanisms from Lua: "CKM_AES_ECB", "aes_ecb", 0x1081,
  * {"CKM_AES_CBC_PAD", iv = "..."}, {"CKM_RSA_PKCS_OAEP", hash = "sha256"},
- * {"CKM_AES_GCM", iv = "...", aad = "...", tag_bits = 128}. */
+ * {"CKM_AES_GCM", iv = "...", aad = "...", tag_bits = 128},
+ * {"CKM_RSA_AES_KEY_WRAP", aes_bits = 256, hash = "sha256"},
+ * {"CKM_ECDH1_DERIVE", public = "<EC point>", kdf = "sha256", shared = "..."}. */
 #include <string.h>
 
 #include "lhsm.h"
@@ -32,6 +34,16 @@ static CK_MECHANISM_TYPE hash_named(lua_State *L, int t, const char *k, CK_MECHA
     return mgf ? mgfs[i] : hashes[i];
 }
 
+static void oaep_params(lua_State *L, int t, CK_RSA_PKCS_OAEP_PARAMS *p)
+{
+    size_t len;
+    p->hashAlg = hash_named(L, t, "hash", CKM_SHA_1, 0);
+    p->mgf = hash_named(L, t, "mgf", hash_named(L, t, "hash", CKG_MGF1_SHA1, 1), 1);
+    p->source = CKZ_DATA_SPECIFIED;
+    p->pSourceData = (void *)opt_bytes(L, t, "label", &len);
+    p->ulSourceDataLen = len;
+}
+
 void lhsm_checkmech(lua_State *L, int idx, lhsm_mech *out)
 {
     memset(out, 0, sizeof *out);
@@ -46,14 +58,34 @@ void lhsm_checkmech(lua_State *L, int idx, lhsm_mech *out)
     size_t len;
     switch (out->m.mechanism) {
     case CKM_RSA_PKCS_OAEP:
-        out->p.oaep.hashAlg = hash_named(L, idx, "hash", CKM_SHA_1, 0);
-        out->p.oaep.mgf = hash_named(L, idx, "mgf", hash_named(L, idx, "hash", CKG_MGF1_SHA1, 1), 1);
-        out->p.oaep.source = CKZ_DATA_SPECIFIED;
-        out->p.oaep.pSourceData = (void *)opt_bytes(L, idx, "label", &len);
-        out->p.oaep.ulSourceDataLen = len;
+        oaep_params(L, idx, &out->p.oaep);
         out->m.pParameter = &out->p.oaep;
         out->m.ulParameterLen = sizeof out->p.oaep;
         return;
+    case CKM_RSA_AES_KEY_WRAP:
+        oaep_params(L, idx, &out->oaep2);
+        lua_getfield(L, idx, "aes_bits");
+        out->rsa_aes.aes_key_bits = (CK_ULONG)luaL_optinteger(L, -1, 256);
+        lua_pop(L, 1);
+        out->rsa_aes.oaep = &out->oaep2;
+        out->m.pParameter = &out->rsa_aes;
+        out->m.ulParameterLen = sizeof out->rsa_aes;
+        return;
+    case CKM_ECDH1_DERIVE: {
+        static const char *const kdfs[] = {"null", "sha1", "sha224", "sha256", "sha384", "sha512", NULL};
+        static const CK_ULONG kdfv[] = {CKD_NULL, CKD_SHA1_KDF, CKD_SHA224_KDF, CKD_SHA256_KDF,
+                                        CKD_SHA384_KDF, CKD_SHA512_KDF};
+        lua_getfield(L, idx, "kdf");
+        out->p.ecdh.kdf = kdfv[luaL_checkoption(L, -1, "null", kdfs)];
+        lua_pop(L, 1);
+        out->p.ecdh.public_data = (unsigned char *)opt_bytes(L, idx, "public", &len);
+        out->p.ecdh.public_data_len = len;
+        out->p.ecdh.shared_data = (unsigned char *)opt_bytes(L, idx, "shared", &len);
+        out->p.ecdh.shared_data_len = len;
+        out->m.pParameter = &out->p.ecdh;
+        out->m.ulParameterLen = sizeof out->p.ecdh;
+        return;
+    }
     case CKM_AES_GCM:
         out->p.gcm.pIv = (CK_BYTE *)opt_bytes(L, idx, "iv", &len);
         out->p.gcm.ulIvLen = len;

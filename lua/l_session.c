@@ -219,6 +219,57 @@ static int l_session_random(lua_State *L)
     return 1;
 }
 
+/* session:wrap(mech, wrapping_key, key) -> wrapped bytes | nil, err */
+static int l_session_wrap(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    CK_OBJECT_HANDLE wrapping = key_arg(L, 3, s), key = key_arg(L, 4, s);
+    unsigned char *out;
+    size_t len;
+    hsm_err err;
+    if (hsm_wrap(s, &m.m, wrapping, key, &out, &len, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushlstring(L, (const char *)out, len);
+    free(out);
+    return 1;
+}
+
+/* session:unwrap(mech, unwrapping_key, wrapped, template) -> hsm.Object | nil, err */
+static int l_session_unwrap(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    CK_OBJECT_HANDLE unwrapping = key_arg(L, 3, s);
+    size_t len;
+    const char *blob = luaL_checklstring(L, 4, &len);
+    hsm_tmpl *t = lhsm_totmpl(L, 5);
+    CK_OBJECT_HANDLE h;
+    hsm_err err;
+    if (hsm_unwrap(s, &m.m, unwrapping, (const unsigned char *)blob, len, t, &h, &err) != 0)
+        return lhsm_fail(L, &err);
+    lhsm_pushobject(L, 1, h);
+    return 1;
+}
+
+/* session:derive(mech, base_key, template) -> hsm.Object | nil, err */
+static int l_session_derive(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    CK_OBJECT_HANDLE base = key_arg(L, 3, s);
+    hsm_tmpl *t = lhsm_totmpl(L, 4);
+    CK_OBJECT_HANDLE h;
+    hsm_err err;
+    if (hsm_derive(s, &m.m, base, t, &h, &err) != 0)
+        return lhsm_fail(L, &err);
+    lhsm_pushobject(L, 1, h);
+    return 1;
+}
+
 /* session:close() - idempotent */
 static int l_session_close(lua_State *L)
 {
@@ -261,7 +312,8 @@ void lhsm_open_session(lua_State *L)
         {"create", l_session_create}, {"generate_key", l_session_generate_key},
         {"generate_key_pair", l_session_generate_key_pair}, {"encrypt", l_session_encrypt},
         {"decrypt", l_session_decrypt}, {"sign", l_session_sign}, {"verify", l_session_verify},
-        {"digest", l_session_digest}, {"random", l_session_random}, {"slot", l_session_slot},
+        {"digest", l_session_digest}, {"random", l_session_random},
+        {"wrap", l_session_wrap}, {"unwrap", l_session_unwrap}, {"derive", l_session_derive}, {"slot", l_session_slot},
         {"module", l_session_module}, {"close", l_session_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_session_close}, {"__close", l_session_close},
                                     {"__tostring", l_session_tostring}, {NULL, NULL}};

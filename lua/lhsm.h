@@ -35,12 +35,21 @@ typedef struct lhsm_secret {    /* locked memory, zeroized on close */
 
 /* A mechanism with room for its parameters; pointers inside refer to Lua strings that
  * stay on the stack (in the argument table) for the duration of the call. */
+/* CK_RSA_AES_KEY_WRAP_PARAMS (PKCS#11 2.40 §2.1.21), which p11-kit's header lacks. */
+typedef struct lhsm_rsa_aes_params {
+    CK_ULONG aes_key_bits;
+    CK_RSA_PKCS_OAEP_PARAMS *oaep;
+} lhsm_rsa_aes_params;
+
 typedef struct lhsm_mech {
     CK_MECHANISM m;
     union {
         CK_RSA_PKCS_OAEP_PARAMS oaep;
         CK_GCM_PARAMS gcm;
+        CK_ECDH1_DERIVE_PARAMS ecdh;
     } p;
+    CK_RSA_PKCS_OAEP_PARAMS oaep2;   /* the OAEP part of RSA-AES key wrap */
+    lhsm_rsa_aes_params rsa_aes;
 } lhsm_mech;
 
 /* Device and environment failures: pushes nil, message, CKR name (or nil); returns 3. */

@@ -35,6 +35,17 @@ int hsm_spki_from_cert(const unsigned char *der, size_t len, unsigned char **spk
 int hsm_spki_info(const unsigned char *spki, size_t len, char *alg, size_t alglen, int *bits,
                   hsm_err *err);
 
+/* The PKCS#11 attributes of the public key in a SubjectPublicKeyInfo. kind "RSA": a = CKA_MODULUS,
+ * b = CKA_PUBLIC_EXPONENT (big-endian); kind "EC" or "EDWARDS": a = CKA_EC_PARAMS (DER OID),
+ * b = CKA_EC_POINT (DER OCTET STRING). Free with hsm_pubparts_free. */
+typedef struct hsm_pubparts {
+    const char *kind;
+    unsigned char *a, *b;
+    size_t alen, blen;
+} hsm_pubparts;
+int hsm_spki_parts(const unsigned char *spki, size_t len, hsm_pubparts *out, hsm_err *err);
+void hsm_pubparts_free(hsm_pubparts *p);
+
 /* ------------------------------------------------------------ digests */
 /* SHA-256 of data. */
 void hsm_sha256(const void *data, size_t len, unsigned char out[32]);

@@ -559,6 +559,105 @@ int hsm_spki_info(const unsigned char *spki, size_t len, char *alg, size_t algle
     return rc;
 }
 
+void hsm_pubparts_free(hsm_pubparts *p)
+{
+    free(p->a);
+    free(p->b);
+    memset(p, 0, sizeof *p);
+}
+
+static unsigned char *der_of_obj(const ASN1_OBJECT *o, size_t *len)
+{
+    int n = i2d_ASN1_OBJECT(o, NULL);
+    unsigned char *buf = n > 0 ? malloc((size_t)n) : NULL, *q = buf;
+    if (buf && i2d_ASN1_OBJECT(o, &q) != n) {
+        free(buf);
+        return NULL;
+    }
+    *len = buf ? (size_t)n : 0;
+    return buf;
+}
+
+/* DER OCTET STRING around raw[0..n) (n < 65536). */
+static unsigned char *der_octets(const unsigned char *raw, size_t n, size_t *len)
+{
+    size_t hdr = n < 128 ? 2 : n < 256 ? 3 : 4;
+    unsigned char *buf = malloc(hdr + n);
+    if (!buf)
+        return NULL;
+    buf[0] = 0x04;
+    if (n < 128) {
+        buf[1] = (unsigned char)n;
+    } else if (n < 256) {
+        buf[1] = 0x81;
+        buf[2] = (unsigned char)n;
+    } else {
+        buf[1] = 0x82;
+        buf[2] = (unsigned char)(n >> 8);
+        buf[3] = (unsigned char)n;
+    }
+    memcpy(buf + hdr, raw, n);
+    *len = hdr + n;
+    return buf;
+}
+
+static unsigned char *bn_param(EVP_PKEY *pk, const char *name, size_t *len)
+{
+    BIGNUM *bn = NULL;
+    if (!EVP_PKEY_get_bn_param(pk, name, &bn))
+        return NULL;
+    int n = BN_num_bytes(bn);
+    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf)
+        BN_bn2bin(bn, buf);
+    *len = (size_t)n;
+    BN_free(bn);
+    return buf;
+}
+
+int hsm_spki_parts(const unsigned char *spki, size_t len, hsm_pubparts *out, hsm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    EVP_PKEY *pk = pubkey_parse(spki, len, err);
+    if (!pk)
+        return -1;
+    unsigned char raw[200];
+    size_t rawlen = 0;
+    int id = EVP_PKEY_get_base_id(pk);
+    if (id == EVP_PKEY_RSA) {
+        out->kind = "RSA";
+        out->a = bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &out->alen);
+        out->b = bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &out->blen);
+    } else if (id == EVP_PKEY_EC) {
+        char group[64];
+        out->kind = "EC";
+        ASN1_OBJECT *oid = NULL;
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, NULL))
+            oid = OBJ_txt2obj(group, 0);
+        if (oid)
+            out->a = der_of_obj(oid, &out->alen);
+        ASN1_OBJECT_free(oid);
+        if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, raw,
+                                            sizeof raw, &rawlen))
+            out->b = der_octets(raw, rawlen, &out->blen);
+    } else if (id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448) {
+        out->kind = "EDWARDS";
+        out->a = der_of_obj(OBJ_nid2obj(id == EVP_PKEY_ED25519 ? NID_ED25519 : NID_ED448), &out->alen);
+        rawlen = sizeof raw;
+        if (EVP_PKEY_get_raw_public_key(pk, raw, &rawlen))
+            out->b = der_octets(raw, rawlen, &out->blen);
+    } else {
+        EVP_PKEY_free(pk);
+        return fail(err, "public keys of type %s cannot be imported", OBJ_nid2sn(id));
+    }
+    EVP_PKEY_free(pk);
+    if (!out->a || !out->b) {
+        hsm_pubparts_free(out);
+        return ofail(err, "cannot decode the public key");
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ digests */
 
 static const struct digest_name {

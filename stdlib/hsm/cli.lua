@@ -50,11 +50,33 @@ function M.recipes(...)
   return 0
 end
 
---- hsmsh resume JOURNAL
-function M.resume(journal)
-  if not journal then return usage("resume needs a journal file") end
-  io.stderr:write("hsmsh: resume is not available yet (no recipe writes a journal so far)\n")
-  return 1
+--- hsmsh resume JOURNAL [--json] [--yes]: runs the journal's recipe again with its
+--- parameters; the recipe finds what the interrupted run did and finishes the rest.
+function M.resume(path, ...)
+  if not path or path:sub(1, 1) == "-" then return usage("resume needs a journal file") end
+  local opts = {}
+  for _, a in ipairs({...}) do
+    if a == "--json" then opts.json = true
+    elseif a == "--yes" then opts.yes = true
+    else return usage(("unknown argument '%s' for resume (--json, --yes)"):format(a)) end
+  end
+  local events, start = recipe.read_journal(path)
+  local rec = recipe.load(recipe.find(start.recipe .. "@" .. tostring(start.version)))
+  if rec.sha256 ~= start.sha256 then
+    io.stderr:write(("hsmsh: %s@%s is not the recipe that wrote %s (sha256 %s, journal %s); "
+      .. "not resuming\n"):format(rec.id, rec.version, path, rec.sha256:sub(1, 12),
+      tostring(start.sha256):sub(1, 12)))
+    return 1
+  end
+  local last = events[#events]
+  if last.event == "end" and last.status == 0 then
+    io.stderr:write("hsmsh: that run finished; running it again to confirm (changes nothing)\n")
+  end
+  local assigns = {}
+  for k, v in pairs(start.params or {}) do assigns[k] = tostring(v) end
+  opts.params = recipe.params(rec, assigns)
+  opts.journal, opts.previous = path, events
+  return recipe.run(rec, opts)
 end
 
 --- hsmsh lab init [--dir DIR]

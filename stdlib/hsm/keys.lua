@@ -61,7 +61,7 @@ local class_names = {
 }
 
 
-local function bits(obj)
+function M.bits(obj)
   local kt = obj.key_type
   if kt == "CKK_RSA" then
     local n = obj:get("CKA_MODULUS")
@@ -89,7 +89,7 @@ function M.describe(obj)
     extractable = a.CKA_EXTRACTABLE, sensitive = a.CKA_SENSITIVE,
     wrap_with_trusted = a.CKA_WRAP_WITH_TRUSTED,
   }
-  if a.CKA_KEY_TYPE then row.bits = bits(obj) end
+  if a.CKA_KEY_TYPE then row.bits = M.bits(obj) end
   if cls == "CKO_SECRET_KEY" then row.kcv = M.kcv(obj)
   else row.fingerprint = M.fingerprint(obj) end
   return row

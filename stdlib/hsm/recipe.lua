@@ -47,7 +47,9 @@ local function sandbox()
     env[lib] = setmetatable({}, {__index = _G[lib]})
   end
   env.os = {time = os.time, date = os.date, clock = os.clock}
-  local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true}
+  local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true,
+                   ["hsm.attrs"] = true, ["hsm.wrap"] = true, ["hsm.migrate"] = true,
+                   ["hsm.sealed"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)
@@ -125,27 +127,58 @@ local function shown_params(rec, params)
   return out
 end
 
---- A JSON-lines journal, flushed per entry (fsync comes with the migration journal).
-local function open_journal(path, rec, params)
+--- A JSON-lines journal, each entry fsync'd before the step it announces runs. A resumed
+--- run appends to the journal it resumes.
+local function open_journal(path, rec, params, resumed)
   if not path then return function() end end
-  local f, err = io.open(path, "a")
-  if not f then error(("cannot write journal %s: %s"):format(path, err), 0) end
   local function write(ev)
     ev.time = os.time()
-    f:write(json.encode(ev), "\n")
-    f:flush()
+    local ok, err = core.append_synced(path, json.encode(ev) .. "\n")
+    if not ok then error(("cannot write journal %s: %s"):format(path, err), 0) end
   end
-  write({event = "start", recipe = rec.id, version = rec.version, sha256 = rec.sha256,
-         params = shown_params(rec, params)})
+  write({event = resumed and "resume" or "start", recipe = rec.id, version = rec.version,
+         sha256 = rec.sha256, params = shown_params(rec, params)})
   return write
 end
 
---- Runs a recipe. opts: {params=, dry_run=, json=, yes=, journal=}. Returns the exit status.
+--- The events of a journal file, and its start event. Raises naming a bad line.
+function M.read_journal(path)
+  local f, err = io.open(path, "r")
+  if not f then error(("cannot read journal %s"):format(err), 0) end
+  local lines = {}
+  for line in f:lines() do lines[#lines + 1] = line end
+  f:close()
+  local events = {}
+  for n, line in ipairs(lines) do
+    local ev, jerr = json.decode(line)
+    if type(ev) == "table" then
+      events[#events + 1] = ev
+    elseif n < #lines then   -- only the last line may be cut short by a kill
+      error(("journal %s line %d: %s"):format(path, n, jerr or "not an object"), 0)
+    end
+  end
+  local start = events[1]
+  if not start or start.event ~= "start" or not start.recipe then
+    error(("%s is not an hsmsh journal (no start event)"):format(path), 0)
+  end
+  return events, start
+end
+
+--- Runs a recipe. opts: {params=, dry_run=, json=, yes=, journal=, previous=} (previous: the
+--- events of the journal being resumed). Returns the exit status.
+--- Phases get ctx: params, dry_run, json, yes, previous, journal(ev), emit(ev), say(fmt, ...),
+--- print(text), token(uri), must(v, err), progress(total), state (shared between phases)
+--- and may set ctx.status (e.g. 1 when some keys failed without raising).
 function M.run(rec, opts)
-  local journal = open_journal(opts.journal, rec, opts.params)
+  local journal = opts.dry_run and function() end or
+    open_journal(opts.journal, rec, opts.params, opts.previous ~= nil)
   local out = opts.json and io.stdout or io.stderr
   local opened = {}
-  local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes}
+  local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes,
+               previous = opts.previous, journal = journal, state = {}}
+  function ctx.progress(total, what)
+    return require("hsm.ui").progress(total, what, not opts.json and core.isatty(2))
+  end
   function ctx.must(v, err, ...) if not v then error(err, 0) end return v, err, ... end
   function ctx.token(uri)
     local s = require("hsm").token(uri)
@@ -169,7 +202,7 @@ function M.run(rec, opts)
       end
     end
   end)
-  local status = 0
+  local status = ok and (ctx.status or 0) or 0
   if not ok then
     ctx.emit({event = "error", message = tostring(err)})
     io.stderr:write(("hsmsh: %s\n"):format(tostring(err)))

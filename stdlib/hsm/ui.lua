@@ -14,7 +14,10 @@ function M.table(rows, cols)
   end
   local function line(get)
     local parts = {}
-    for i, c in ipairs(cols) do parts[i] = ("%-" .. widths[i] .. "s"):format(get(c)) end
+    for i, c in ipairs(cols) do
+      local v = get(c)
+      parts[i] = v .. (" "):rep(widths[i] - #v)
+    end
     return (table.concat(parts, "  "):gsub("%s+$", ""))
   end
   lines[1] = line(function(c) return c[2] end)
@@ -65,6 +68,29 @@ function M.show(...)
   local out = {}
   for i = 1, n do out[i] = tostring((select(i, ...))) end
   print(table.concat(out, "\t"))
+end
+
+--- A progress line on stderr for long work: count, rate, ETA. Silent unless enabled (a TTY
+--- and no --json). p:tick() after each item, p:done() at the end.
+function M.progress(total, what, enabled)
+  local now = require("hsm.core").now
+  local p, n, t0, last = {}, 0, now(), -1
+  local function draw(final)
+    local el = math.max(now() - t0, 1e-3)
+    local rate = n / el
+    local eta = rate > 0 and (total - n) / rate or 0
+    local width = 24
+    local fill = total > 0 and math.floor(width * n / total) or width
+    io.stderr:write(("\r%s [%s%s] %d/%d  %.1f/s  ETA %d:%02d%s"):format(what or "", ("="):rep(fill),
+      (" "):rep(width - fill), n, total, rate, math.floor(eta / 60), math.floor(eta % 60),
+      final and "\n" or ""))
+  end
+  function p.tick()
+    n = n + 1
+    if enabled and (now() - last > 0.1 or n == total) then last = now(); draw(false) end
+  end
+  function p.done() if enabled then draw(true) end end
+  return p
 end
 
 --- REPL prompt: current token and login state.

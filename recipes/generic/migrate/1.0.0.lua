@@ -1,0 +1,109 @@
+-- generic/migrate 1.0.0: copy every (filtered) object of one token to another by wrap/unwrap,
+-- attributes kept, each key verified; the source is never written. Re-running, or
+-- `hsmsh resume JOURNAL` after an interruption, finishes the work with nothing lost or doubled.
+local migrate = require("hsm.migrate")
+local ui = require("hsm.ui")
+
+local function setup(ctx)
+  local st = ctx.state
+  if st.plan then return st end
+  local p = ctx.params
+  if p.workers ~= 1 then
+    error("workers: only workers=1 is supported so far (objects are migrated one at a time)", 0)
+  end
+  st.src, st.dst = ctx.token(p.from), ctx.token(p.to)
+  st.filter = migrate.filter(p.filter)
+  st.transport = migrate.transport(st.src, st.dst, {kind = p.transport, kek = p.kek})
+  st.plan = migrate.plan(st.src, st.dst, {filter = st.filter, transport = st.transport,
+    capacity = p.capacity, fips = p.fips, previous = ctx.previous})
+  return st
+end
+
+return {
+  id = "generic/migrate",
+  version = "1.0.0",
+  description = "Migrate keys and objects between tokens by wrap/unwrap, verified and resumable",
+  tags = {"migration", "cross-hsm"},
+  requires = {shell = "0.1", mechanisms = {"CKM_RSA_PKCS_OAEP", "CKM_AES_KEY_WRAP_PAD"}},
+  params = {
+    from = {type = "uri", doc = "the source token, e.g. pkcs11:token=blue?pin-value=1234"},
+    to = {type = "uri", doc = "the destination token"},
+    filter = {type = "string", default = "",
+              doc = "which objects: label=GLOB,id=HEX,class=secret-key|private-key|...,type=AES"},
+    transport = {type = "enum", values = {"auto", "rsa-aes", "aes-kwp", "rsa-oaep"}, default = "auto",
+                 doc = "how keys travel; auto = aes-kwp with kek=, else rsa-aes"},
+    kek = {type = "string", required = false,
+           doc = "label of an AES key-encryption key present on both tokens (transport=aes-kwp)"},
+    capacity = {type = "integer", required = false, doc = "the destination's key limit"},
+    fips = {type = "boolean", default = false, doc = "the destination is in FIPS mode (no 3DES)"},
+    workers = {type = "integer", default = 1, doc = "parallel workers (1 so far)"},
+  },
+  phases = {
+    {
+      name = "plan",
+      plan = function(ctx)
+        local st = setup(ctx)
+        st.source_before = migrate.fingerprint(st.src)
+        local rows = {}
+        for _, it in ipairs(st.plan.items) do
+          local r = migrate.row(it)
+          rows[#rows + 1] = r
+          if ctx.dry_run then
+            r.event, r._order = "plan", {"event", "class", "key_type", "label", "id", "strategy"}
+            ctx.emit(r)
+          end
+        end
+        if ctx.dry_run or not ctx.json then
+          ctx.say("transport: %s%s", st.transport.name,
+            #st.transport.notes > 0 and ("\nnote: " .. table.concat(st.transport.notes, "\nnote: ")) or "")
+          ctx.say("%s", ui.table(rows, migrate.columns))
+        end
+        local c = st.plan.counts
+        ctx.say("plan: %d to wrap, %d to copy, %d already there, %d blocked, %d conflicts",
+          c.wrap or 0, c.copy or 0, c.skip or 0, c.blocked or 0, c.conflict or 0)
+        if st.plan.conflicts > 0 then
+          error(("%d conflict(s): the destination already holds different objects under the same "
+            .. "class, ID and label (see the plan); nothing was written"):format(st.plan.conflicts), 0)
+        end
+      end,
+    },
+    {
+      name = "migrate",
+      apply = function(ctx)
+        local st = setup(ctx)
+        local bar = ctx.progress(#st.plan.items, "migrating")
+        local sum = migrate.apply(st.plan, {journal = ctx.journal, on_item = function(ev)
+          bar.tick()
+          local out = {event = "key", label = ev.label, id = ev.id, class = ev.class,
+                       status = ev.status, reason = ev.reason, kcv = ev.kcv,
+                       fingerprint = ev.fingerprint, verified = ev.verified, differs = ev.differs,
+                       recovered = ev.recovered,
+                       _order = {"event", "label", "id", "status", "reason", "kcv"}}
+          ctx.emit(out)
+          if ev.status == "failed" then ctx.say("FAILED %s: %s", ev.ref, ev.reason) end
+        end})
+        bar.done()
+        st.transport.close()
+        st.summary = sum
+        sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
+        ctx.emit(sum)
+        ctx.say("%d migrated, %d skipped (already there), %d blocked, %d failed",
+          sum.migrated, sum.skipped, sum.blocked, sum.failed)
+        if sum.failed > 0 then ctx.status = 1 end
+      end,
+      verify = function(ctx)
+        local st = ctx.state
+        local after = migrate.fingerprint(st.src)
+        if after ~= st.source_before then
+          error("the source token changed during the migration (its attribute fingerprint differs)", 0)
+        end
+      end,
+      rollback = function(ctx)
+        -- Keys already migrated stay (they are verified copies; the journal lists them):
+        -- only the run's own transport objects go.
+        local st = ctx.state
+        if st.transport then pcall(st.transport.close) end
+      end,
+    },
+  },
+}

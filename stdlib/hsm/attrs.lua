@@ -1,0 +1,99 @@
+--- hsm.attrs: an object's attributes as data — captured from one token, turned into the
+--- template that recreates the object on another (through each module's quirks), and
+--- compared afterwards. Key material is never captured (hsm.Object:attrs never reads it).
+local M = {}
+
+--- Set by the token when it creates or unwraps a key, so they may differ after a migration;
+--- reports list them. PKCS#11 2.40 §4.7/4.8 adds CKA_KEY_GEN_MECHANISM, which is
+--- CK_UNAVAILABLE_INFORMATION for a key that was unwrapped rather than generated.
+M.FORCED = {CKA_LOCAL = true, CKA_ALWAYS_SENSITIVE = true, CKA_NEVER_EXTRACTABLE = true,
+            CKA_UNIQUE_ID = true, CKA_KEY_GEN_MECHANISM = true}
+
+-- Derived from the key material by the token: never in a template, always compared.
+local DERIVED = {CKA_CHECK_VALUE = true, CKA_PUBLIC_KEY_INFO = true}
+local FROM_BLOB = {   -- a private key's public parts come out of the wrapped PKCS#8
+  CKA_MODULUS = true, CKA_PUBLIC_EXPONENT = true, CKA_MODULUS_BITS = true, CKA_EC_POINT = true,
+  CKA_EC_PARAMS = true, CKA_VALUE_LEN = true,
+}
+
+--- What each module needs, matched on the module's manufacturer. Found by the lab: SoftHSM2
+--- 2.6 refuses CKA_VALUE_LEN in an unwrap template (CKR_ATTRIBUTE_READ_ONLY) and then does
+--- not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0 (its KCV
+--- and an operation still prove the key). unrecorded: attributes that read 0 or empty on
+--- the destination for that reason; reports list them as the module's, not as a mismatch.
+M.QUIRKS = {
+  {manufacturer = "SoftHSM", unwrap_drop = {CKA_VALUE_LEN = true},
+   unrecorded = {CKA_VALUE_LEN = true}},
+  -- Modules that cannot tell a private EC key's curve from the blob want CKA_EC_PARAMS.
+  default = {unwrap_keep = {CKA_VALUE_LEN = true}},
+}
+
+--- The quirks of the module behind a session.
+function M.quirks(s)
+  local info = s:module():info() or {}
+  for _, q in ipairs(M.QUIRKS) do
+    if (info.manufacturer or ""):find(q.manufacturer, 1, true) then return q end
+  end
+  return M.QUIRKS.default
+end
+
+local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil) end
+
+--- Every readable attribute of an object: {CKA_X = value}.
+function M.capture(obj) return obj:attrs() end
+
+--- The template that recreates captured attributes. how: "unwrap" (the key material comes
+--- from the blob) or "create" (C_CreateObject, everything given). Empty values are left
+--- out: they are the defaults, and some modules refuse them (SoftHSM2: an empty
+--- CKA_ALLOWED_MECHANISMS is CKR_ATTRIBUTE_VALUE_INVALID).
+function M.template(captured, how, quirks)
+  quirks = quirks or M.QUIRKS.default
+  local t = {}
+  for name, v in pairs(captured) do
+    local keep = not M.FORCED[name] and not DERIVED[name] and not empty(v)
+    if how == "unwrap" and FROM_BLOB[name] then
+      keep = keep and (quirks.unwrap_keep or {})[name] and captured.CKA_CLASS == "CKO_SECRET_KEY"
+             and captured.CKA_KEY_TYPE == "CKK_GENERIC_SECRET"
+    end
+    if how == "unwrap" and (quirks.unwrap_drop or {})[name] then keep = false end
+    if how == "create" and name == "CKA_MODULUS_BITS" and captured.CKA_MODULUS then keep = false end
+    if name == "CKA_TRUSTED" and v ~= true then keep = false end
+    if keep then t[name] = v end
+  end
+  return t
+end
+
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+M.same = same
+
+--- Differences between two captures: a sorted list of {name=, from=, to=, forced=}, where an
+--- empty value and a missing one count as equal.
+function M.diff(a, b)
+  local out, names = {}, {}
+  for n in pairs(a) do names[n] = true end
+  for n in pairs(b) do names[n] = true end
+  for n in pairs(names) do
+    local x, y = a[n], b[n]
+    if not same(x, y) and not (empty(x or "") and empty(y or "")) then
+      out[#out + 1] = {name = n, from = x, to = y, forced = M.FORCED[n] or false}
+    end
+  end
+  table.sort(out, function(p, q) return p.name < q.name end)
+  return out
+end
+
+--- A value as a report shows it (bytes as hex, lists by length).
+function M.show(v)
+  if type(v) == "string" then
+    if v:match("^CK[AOKMC]_") or v:match("^[%w%-%._ ]*$") then return v end
+    return (v:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  elseif type(v) == "table" then return ("{%d}"):format(#v) end
+  return tostring(v)
+end
+
+return M

@@ -1,0 +1,571 @@
+--- hsm.migrate: moving objects from a source token to a destination token.
+---
+---   local plan = migrate.plan(src, dst, {filter=, transport=, kek=, capacity=, fips=})
+---   migrate.apply(plan, {journal=, previous=, on_item=})   -- per item: migrated|skipped|...
+---
+--- The plan enumerates both tokens once and gives each source object a strategy (wrap, copy,
+--- skip) or a blocker (conflict, non-extractable, 3DES into FIPS, over capacity, unsafe
+--- wrapping key). Apply writes only to the destination, journals each step before and after
+--- it, recovers what an error or a kill may have left, verifies every key (KCV or fingerprint
+--- plus an operation on one side checked on the other) and diffs every attribute.
+local core = require("hsm.core")
+local keys = require("hsm.keys")
+local attrs = require("hsm.attrs")
+local wrap = require("hsm.wrap")
+
+local M = {}
+local hex = keys.hex
+
+local SHORT = {CKO_SECRET_KEY = "secret-key", CKO_PRIVATE_KEY = "private-key",
+               CKO_PUBLIC_KEY = "public-key", CKO_CERTIFICATE = "certificate", CKO_DATA = "data",
+               CKO_DOMAIN_PARAMETERS = "domain-parameters"}
+
+--- The identity of an object across tokens: class, ID and label.
+function M.ref(a)
+  return ("%s/%s/%s"):format(SHORT[a.CKA_CLASS] or tostring(a.CKA_CLASS), hex(a.CKA_ID or ""),
+                             a.CKA_LABEL or "")
+end
+
+-- ------------------------------------------------------------------ filter
+
+local function glob(p)
+  return "^" .. p:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+end
+
+--- A filter from "label=GLOB,id=HEX,class=secret-key,type=AES" (any subset; "" = all).
+--- Returns a predicate over captured attributes; raises naming a bad clause.
+function M.filter(spec)
+  local tests = {}
+  for clause in (spec or ""):gmatch("[^,]+") do
+    local k, v = clause:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
+    if not k then error(("filter clause '%s' is not name=value"):format(clause), 0) end
+    if k == "label" then
+      local pat = glob(v)
+      tests[#tests + 1] = function(a) return (a.CKA_LABEL or ""):match(pat) ~= nil end
+    elseif k == "id" then
+      if v:find("[^%x]") or #v % 2 ~= 0 then error(("filter id=%s is not hex"):format(v), 0) end
+      tests[#tests + 1] = function(a) return hex(a.CKA_ID or "") == v:lower() end
+    elseif k == "class" then
+      local ok = false
+      for _, s in pairs(SHORT) do ok = ok or s == v end
+      if not ok then error(("filter class=%s: one of secret-key, private-key, public-key, certificate, data"):format(v), 0) end
+      tests[#tests + 1] = function(a) return SHORT[a.CKA_CLASS] == v end
+    elseif k == "type" or k == "key_type" then
+      tests[#tests + 1] = function(a) return (a.CKA_KEY_TYPE or ""):gsub("^CKK_", "") == v:upper() end
+    else
+      error(("unknown filter '%s' (label, id, class, type)"):format(k), 0)
+    end
+  end
+  return function(a)
+    for _, t in ipairs(tests) do if not t(a) then return false end end
+    return true
+  end
+end
+
+-- ------------------------------------------------------------------ facts about objects
+
+--- The value that proves two objects hold the same thing: KCV for secret keys, SPKI
+--- fingerprint for key pairs (a private key may borrow it from its public key or
+--- certificate, by ID), SHA-256 of the value for certificates and data.
+local function check_of(obj, a, by_id)
+  local cls = a.CKA_CLASS
+  if cls == "CKO_SECRET_KEY" then return keys.kcv(obj) end
+  if cls == "CKO_DATA" then return hex(core.sha256(a.CKA_VALUE or "")) end
+  local fp = keys.fingerprint(obj)
+  if not fp and cls == "CKO_PRIVATE_KEY" and by_id then fp = by_id[a.CKA_ID or ""] end
+  return fp
+end
+
+local function index(session, filter)
+  local list = assert(session:objects())   -- one enumeration; a failed search raises
+  local items, by_id = {}, {}
+  for _, obj in ipairs(list) do
+    local a = attrs.capture(obj)
+    if a.CKA_TOKEN ~= false then
+      items[#items + 1] = {obj = obj, a = a, ref = M.ref(a)}
+    end
+  end
+  for _, it in ipairs(items) do
+    if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" or it.a.CKA_CLASS == "CKO_CERTIFICATE" then
+      by_id[it.a.CKA_ID or ""] = by_id[it.a.CKA_ID or ""] or keys.fingerprint(it.obj)
+    end
+  end
+  local out = {}
+  for _, it in ipairs(items) do
+    if not filter or filter(it.a) then
+      it.check = check_of(it.obj, it.a, by_id)
+      out[#out + 1] = it
+    end
+  end
+  return out, items
+end
+
+--- A digest of every token object's attributes (handles aside): equal before and after
+--- proves the source was not changed.
+function M.fingerprint(session)
+  local _, items = index(session)
+  local lines = {}
+  for _, it in ipairs(items) do
+    local names, parts = {}, {}
+    for n in pairs(it.a) do names[#names + 1] = n end
+    table.sort(names)
+    for _, n in ipairs(names) do parts[#parts + 1] = n .. "=" .. attrs.show(it.a[n]) end
+    lines[#lines + 1] = table.concat(parts, ";")
+  end
+  table.sort(lines)
+  return hex(core.sha256(table.concat(lines, "\n"))), #items
+end
+
+-- ------------------------------------------------------------------ transport
+
+local PAIR_PUB = {CKA_TOKEN = false, CKA_WRAP = true, CKA_ENCRYPT = false, CKA_VERIFY = false,
+                  CKA_PUBLIC_EXPONENT = "\1\0\1"}
+local PAIR_PRIV = {CKA_TOKEN = false, CKA_PRIVATE = true, CKA_SENSITIVE = true,
+                   CKA_EXTRACTABLE = false, CKA_UNWRAP = true, CKA_DECRYPT = false, CKA_SIGN = false}
+
+local function merged(a, b)
+  local t = {}
+  for k, v in pairs(a) do t[k] = v end
+  for k, v in pairs(b or {}) do t[k] = v end
+  return t
+end
+
+--- A destination RSA transport pair. opts: {bits=3072, token=false, label=}.
+function M.transport_pair(dst, opts)
+  opts = opts or {}
+  local label = opts.label or "hsmsh-transport"
+  local extra = {CKA_TOKEN = opts.token or false, CKA_LABEL = label, CKA_ID = opts.id}
+  local pub, priv = dst:generate_key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN",
+    merged(merged(PAIR_PUB, extra), {CKA_MODULUS_BITS = opts.bits or 3072}), merged(PAIR_PRIV, extra))
+  if not pub then error("cannot generate the RSA transport pair on the destination: " .. priv, 0) end
+  return pub, priv
+end
+
+-- The transport kinds. Each: needs (destination and source mechanisms), carries(item) ->
+-- nil or the reason it cannot, strength (of the key that wraps the payload).
+local function has(mechs, name, flag) return (mechs[name] or {})[flag] end
+
+--- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
+--- session key wrapped on the source, unwrapped on the destination, KCVs compared).
+--- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072}.
+function M.transport(src, dst, opts)
+  opts = opts or {}
+  local smech, dmech = wrap.mechanisms(src), wrap.mechanisms(dst)
+  local kind = opts.kind or "auto"
+  if kind == "auto" then kind = opts.kek and "aes-kwp" or "rsa-aes" end
+  local t = {kind = kind, notes = {}}
+  local function need(ok, what) if not ok then error(("transport %s: %s"):format(kind, what), 0) end end
+
+  local function kat(s, side, mech)
+    local r = wrap.kat(s, mech)
+    if not r.ok then error(("transport %s: the %s token failed the %s known-answer test: %s")
+      :format(kind, side, mech, r.detail or "?"), 0) end
+    if r.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. r.detail end
+    return r
+  end
+
+  if kind == "aes-kwp" then
+    need(opts.kek, "needs kek=LABEL, an AES key present on both tokens")
+    need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP"), "the source has no CKM_AES_KEY_WRAP_PAD")
+    need(has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"), "the destination has no CKM_AES_KEY_WRAP_PAD")
+    local function find_kek(s, side)
+      local l = assert(s:find_all({CKA_LABEL = opts.kek, CKA_CLASS = "CKO_SECRET_KEY"}))
+      need(#l == 1, ("kek=%s names %d keys on the %s token (expected one)"):format(opts.kek, #l, side))
+      return l[1]
+    end
+    local sk, dk = find_kek(src, "source"), find_kek(dst, "destination")
+    local kcv1 = sk:get("CKA_CHECK_VALUE") or keys.kcv(sk)
+    local kcv2 = dk:get("CKA_CHECK_VALUE") or keys.kcv(dk)
+    need(kcv1 and kcv1 == kcv2, "the two KEKs differ (check values " .. hex(kcv1 or "") .. " and "
+      .. hex(kcv2 or "") .. ")")
+    need(sk.wrap and dk.unwrap, "the KEK needs CKA_WRAP on the source and CKA_UNWRAP on the destination")
+    t.unsafe = (sk.decrypt or dk.decrypt) and "the KEK can also decrypt (CKA_DECRYPT=true)" or nil
+    t.strength = wrap.strength(sk)
+    local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
+    t.aligned_only = srcr.aligned_only or dstr.aligned_only
+    t.same_quirk = srcr.aligned_only == dstr.aligned_only
+    function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", sk, key) end
+    function t.unwrap(blob, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", dk, blob, tmpl) end
+    function t.close() end
+  else
+    need(kind == "rsa-aes" or kind == "rsa-oaep", "unknown transport (auto, rsa-aes, aes-kwp, rsa-oaep)")
+    need(has(dmech, "CKM_RSA_PKCS_KEY_PAIR_GEN", "CKF_GENERATE_KEY_PAIR"),
+      "the destination cannot generate RSA key pairs")
+    local native = has(smech, "CKM_RSA_AES_KEY_WRAP", "CKF_WRAP") and has(dmech, "CKM_RSA_AES_KEY_WRAP", "CKF_UNWRAP")
+    if kind == "rsa-aes" and not native then
+      need(has(smech, "CKM_RSA_PKCS_OAEP", "CKF_WRAP") and has(dmech, "CKM_RSA_PKCS_OAEP", "CKF_UNWRAP"),
+        "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP on both tokens")
+      need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP") and has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"),
+        "needs CKM_RSA_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD on both tokens")
+      local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
+      t.aligned_only = srcr.aligned_only or dstr.aligned_only
+      t.same_quirk = srcr.aligned_only == dstr.aligned_only
+      t.strength = 256
+    end
+    t.native = native and kind == "rsa-aes"
+    local pub, priv = M.transport_pair(dst, {bits = opts.bits})
+    if kind == "rsa-oaep" then t.strength = wrap.strength(pub) end
+    local spub, err = wrap.import_public(src, keys.spki(pub))
+    need(spub, "cannot import the transport public key into the source: " .. tostring(err))
+    t.hash = "sha256"
+    local function w(key) -- by kind
+      if kind == "rsa-oaep" then return src:wrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, spub, key) end
+      return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash})
+    end
+    local function u(blob, tmpl)
+      if kind == "rsa-oaep" then return dst:unwrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, priv, blob, tmpl) end
+      return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash})
+    end
+    t.wrap, t.unwrap = w, u
+    function t.close()
+      if t.closed then return end
+      t.closed = true
+      spub:destroy(); pub:destroy(); priv:destroy()
+    end
+    -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
+    local probe = assert(src:generate{type = "AES", bits = 128, token = false,
+                                      CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
+    local ok = false
+    for _, h in ipairs({"sha256", "sha1"}) do
+      t.hash = h
+      local blob = w(probe)
+      local back = blob and u(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
+                                     CKA_TOKEN = false, CKA_ENCRYPT = true})
+      if back then
+        ok = keys.kcv(back) == keys.kcv(probe)
+        back:destroy()
+        break
+      end
+    end
+    probe:destroy()
+    if not ok then t.close() end
+    need(ok, "the self-test (a session key wrapped on the source, unwrapped on the destination) failed")
+  end
+  t.name = kind .. (t.hash and ("/oaep-" .. t.hash) or "") .. (t.native and " (native)" or
+    (kind == "rsa-aes" and " (composed)" or ""))
+  return t
+end
+
+-- ------------------------------------------------------------------ plan
+
+local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it; use token replication "
+  .. "(hsm.replicate) or generic/rotate-reencrypt"
+
+local function blocker(it, t, opts)
+  local a = it.a
+  local cls = a.CKA_CLASS
+  if a.CKA_EXTRACTABLE ~= true then return NON_EXTRACTABLE end
+  if a.CKA_WRAP_WITH_TRUSTED == true then
+    return "CKA_WRAP_WITH_TRUSTED: only a trusted wrapping key may carry it (token replication)"
+  end
+  local kt = a.CKA_KEY_TYPE
+  if opts.fips and (kt == "CKK_DES3" or kt == "CKK_DES2" or kt == "CKK_DES") then
+    return "3DES into a FIPS target (3DES is no longer approved for protection; non-FIPS target only)"
+  end
+  if a.CKA_ALWAYS_AUTHENTICATE == true then
+    return "CKA_ALWAYS_AUTHENTICATE: wrapping it needs a context-specific login per key"
+  end
+  if t.unsafe then return "unsafe wrapping key: " .. t.unsafe end
+  local need = wrap.strength(it.obj)
+  if t.strength and need > t.strength then
+    return ("unsafe wrapping key: %d-bit strength is weaker than the %d-bit payload"):format(t.strength, need)
+  end
+  if t.kind == "rsa-oaep" and cls == "CKO_PRIVATE_KEY" then
+    return "RSA-OAEP cannot carry a private key (use transport=rsa-aes)"
+  end
+  if t.aligned_only and not t.same_quirk then
+    local len = a.CKA_VALUE_LEN
+    if cls == "CKO_PRIVATE_KEY" or not len or len % 8 ~= 0 then
+      return "AES-KWP on one side is non-standard for payloads that are not a multiple of 8 bytes"
+    end
+  end
+  return nil
+end
+
+--- The refs an earlier run started and did not finish, from its journal events.
+function M.inflight(previous)
+  local out = {}
+  for _, ev in ipairs(previous or {}) do
+    if ev.event == "step" and ev.ref then out[ev.ref] = ev.step ~= "done" or nil end
+  end
+  return out
+end
+
+--- Plans a migration (read-only). opts: {filter=predicate, transport=t (M.transport),
+--- capacity=N, fips=bool, previous={journal events of an interrupted run}}. Returns
+--- {items = {{ref, a, obj, check, strategy, reason, dst}...}, counts = {}, conflicts = N}.
+function M.plan(src, dst, opts)
+  opts = opts or {}
+  local srcs, all_src = index(src, opts.filter)
+  local dsts = index(dst)
+  local inflight = M.inflight(opts.previous)
+  local at_dst = {}
+  for _, d in ipairs(dsts) do
+    at_dst[d.ref] = at_dst[d.ref] or {}
+    table.insert(at_dst[d.ref], d)
+  end
+  local pubs = {}
+  for _, it in ipairs(all_src) do
+    if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
+  end
+  local plan = {items = {}, counts = {}, conflicts = 0, transport = opts.transport, src = src,
+                dst = dst, inflight = inflight, pub_of = function(id) return pubs[id] end}
+  local dst_keys, seen = 0, {}
+  for _, d in ipairs(dsts) do
+    if d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY" then dst_keys = dst_keys + 1 end
+  end
+  for _, it in ipairs(srcs) do
+    local cls = it.a.CKA_CLASS
+    local is_key = cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY"
+    local there = at_dst[it.ref]
+    local same = false
+    if there and #there == 1 then
+      same = it.check ~= nil and it.check == there[1].check
+      if not same and cls == "CKO_PRIVATE_KEY" and there[1].check == nil then
+        -- No public parts on the destination (EC on SoftHSM2): sign there, verify here.
+        same = pcall(M.functional, src, it.obj, dst, there[1].obj, it.a, plan.pub_of)
+      end
+    end
+    if seen[it.ref] then
+      it.strategy, it.reason = "blocked", "ambiguous: another source object has the same class, ID and label"
+    elseif there and same then
+      it.dst = there[1].obj
+      it.strategy, it.reason = "skip", "already on the destination (same " ..
+        (cls == "CKO_SECRET_KEY" and "KCV" or cls == "CKO_PRIVATE_KEY" and "key" or "value") .. ")"
+    elseif there and not inflight[it.ref] then
+      it.strategy = "conflict"
+      it.reason = #there > 1 and ("%d objects on the destination have this class, ID and label"):format(#there)
+        or ("the destination has a different object with this class, ID and label (%s vs %s)")
+          :format(it.check or "?", there[1].check or "?")
+    else
+      -- Not there, or left half-made by an interrupted run of ours (replaced).
+      it.redo = there ~= nil
+      local why = is_key and (opts.transport and blocker(it, opts.transport, opts) or
+                              not opts.transport and "no transport") or
+                  (not is_key and it.a.CKA_TRUSTED == true and "CKA_TRUSTED objects need an SO session (hsm.trust)")
+      if why then
+        it.strategy, it.reason = "blocked", why
+      elseif is_key and opts.capacity and dst_keys + 1 > opts.capacity then
+        it.strategy, it.reason = "blocked", ("over capacity: the destination holds at most %d keys"):format(opts.capacity)
+      else
+        it.strategy = is_key and "wrap" or "copy"
+        it.reason = it.redo and "replaces what an interrupted run left half-made" or nil
+        if is_key then dst_keys = dst_keys + 1 end
+      end
+    end
+    seen[it.ref] = true
+    if it.strategy == "conflict" then plan.conflicts = plan.conflicts + 1 end
+    plan.counts[it.strategy] = (plan.counts[it.strategy] or 0) + 1
+    plan.items[#plan.items + 1] = it
+  end
+  return plan
+end
+
+--- One plan row for tables and JSON.
+function M.row(it)
+  return {class = SHORT[it.a.CKA_CLASS] or it.a.CKA_CLASS,
+          key_type = it.a.CKA_KEY_TYPE and it.a.CKA_KEY_TYPE:gsub("^CKK_", "") or nil,
+          label = it.a.CKA_LABEL or "", id = hex(it.a.CKA_ID or ""), strategy = it.strategy,
+          reason = it.reason, check = it.check and it.check:sub(1, 16) or ""}
+end
+M.columns = {{"class", "CLASS"}, {"key_type", "TYPE"}, {"label", "LABEL"}, {"id", "ID"},
+             {"check", "KCV/FINGERPRINT"}, {"strategy", "STRATEGY"}, {"reason", "REASON"}}
+
+-- ------------------------------------------------------------------ verification
+
+local BLOCK = {CKK_AES = {"CKM_AES_CBC_PAD", 16}, CKK_DES3 = {"CKM_DES3_CBC_PAD", 8},
+               CKK_DES2 = {"CKM_DES3_CBC_PAD", 8}}
+local HMAC = {CKK_GENERIC_SECRET = "CKM_SHA256_HMAC", CKK_SHA256_HMAC = "CKM_SHA256_HMAC",
+              CKK_SHA_1_HMAC = "CKM_SHA_1_HMAC", CKK_SHA384_HMAC = "CKM_SHA384_HMAC",
+              CKK_SHA512_HMAC = "CKM_SHA512_HMAC", CKK_AES = "CKM_AES_CMAC"}
+
+--- An operation with the source key checked with the destination key (or the reverse).
+--- Returns a description of the check, or raises naming what failed. pub_of(id) finds the
+--- source public key of a pair.
+function M.functional(src, s_obj, dst, d_obj, a, pub_of)
+  local cls, kt = a.CKA_CLASS, a.CKA_KEY_TYPE
+  local data = assert(src:random(32))
+  local function must(v, what, err)
+    if not v then error(what .. ": " .. tostring(err), 0) end
+    return v
+  end
+  if cls == "CKO_SECRET_KEY" then
+    local b = BLOCK[kt]
+    if b and a.CKA_ENCRYPT and a.CKA_DECRYPT then
+      local mech = {b[1], iv = data:sub(1, b[2])}
+      local c, cerr = src:encrypt(mech, s_obj, data)
+      must(c, "encrypt on the source", cerr)
+      local p, err = dst:decrypt(mech, d_obj, c)
+      if p ~= data then error("decrypt on the destination does not give the source's plaintext: " .. tostring(err), 0) end
+      return "encrypted on the source, decrypted on the destination"
+    end
+    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
+      local sig, err = src:sign(HMAC[kt], s_obj, data)
+      must(sig, "sign on the source", err)
+      local ok, verr = dst:verify(HMAC[kt], d_obj, data, sig)
+      if ok ~= true then error("the destination does not verify the source's MAC: " .. tostring(verr), 0) end
+      return "MAC on the source, verified on the destination"
+    end
+    if kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP then
+      local probe = assert(src:generate{type = "AES", bits = 128, token = false,
+                                        CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
+      local blob, err = src:wrap("CKM_AES_KEY_WRAP", s_obj, probe)
+      local back = blob and dst:unwrap("CKM_AES_KEY_WRAP", d_obj, blob,
+        {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
+      local same = back and keys.kcv(back) == keys.kcv(probe)
+      probe:destroy()
+      if back then back:destroy() end
+      if not same then error("a key wrapped on the source does not unwrap on the destination: " .. tostring(err), 0) end
+      return "wrapped on the source, unwrapped on the destination"
+    end
+    return "KCV only (the key allows no operation both sides can check)"
+  elseif cls == "CKO_PRIVATE_KEY" then
+    local pub = pub_of(a.CKA_ID or "")
+    if not pub then return "fingerprint only (no source public key with the same ID)" end
+    if not a.CKA_SIGN then return "fingerprint only (the private key cannot sign)" end
+    local mech, msg = nil, data
+    if kt == "CKK_RSA" then mech = "CKM_SHA256_RSA_PKCS"
+    elseif kt == "CKK_EC" then mech, msg = "CKM_ECDSA", core.sha256(data)
+    elseif kt == "CKK_EC_EDWARDS" then mech = "CKM_EDDSA"
+    else return "fingerprint only" end
+    local sig, err = dst:sign(mech, d_obj, msg)
+    must(sig, "sign on the destination", err)
+    local ok, verr = src:verify(mech, pub, msg, sig)
+    if ok ~= true then error("the source public key does not verify the destination's signature: " .. tostring(verr), 0) end
+    return "signed on the destination, verified with the source public key"
+  end
+  return "attributes compared"
+end
+
+-- ------------------------------------------------------------------ apply
+
+--- Finishes one item whose object exists on the destination: attributes the template could
+--- not carry are set (as the seed's step 8), then the check value, every attribute and an
+--- operation are verified. Returns {forced = {names}, verified = how}; raises on a mismatch.
+local function settle(plan, it, d_obj)
+  local dst, quirks = plan.dst, plan.dst_quirks or {}
+  local unrecorded = quirks.unrecorded or {}
+  local got = attrs.capture(d_obj)
+  local fix = {}
+  for _, d in ipairs(attrs.diff(it.a, got)) do
+    if not d.forced and not unrecorded[d.name] and d.from ~= nil then fix[d.name] = d.from end
+  end
+  if next(fix) then
+    for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
+    got = attrs.capture(d_obj)
+  end
+  local forced, bad = {}, {}
+  for _, d in ipairs(attrs.diff(it.a, got)) do
+    if d.forced then forced[#forced + 1] = d.name
+    elseif unrecorded[d.name] and (d.to == 0 or d.to == nil or d.to == "") then
+      forced[#forced + 1] = d.name .. "(not recorded by the module)"
+    else bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
+      attrs.show(d.from), attrs.show(d.to)) end
+  end
+  if #bad > 0 then error("attributes differ: " .. table.concat(bad, "; "), 0) end
+  local check = check_of(d_obj, got, nil)
+  if it.a.CKA_CLASS == "CKO_PRIVATE_KEY" and not check then check = it.check end
+  if it.check and check ~= it.check then
+    error(("check value differs: %s on the source, %s on the destination"):format(it.check, tostring(check)), 0)
+  end
+  local how = M.functional(plan.src, it.obj, dst, d_obj, it.a, plan.pub_of)
+  return {forced = forced, verified = how}
+end
+
+-- Objects on the destination with this item's class, ID and label that were not there
+-- when the plan was made: what a failed or interrupted step may have left.
+local function leftovers(plan, it)
+  local list = plan.dst:find_all({CKA_CLASS = it.a.CKA_CLASS, CKA_ID = it.a.CKA_ID or "",
+                                  CKA_LABEL = it.a.CKA_LABEL or ""})
+  if not list then error("searching the destination after an error failed", 0) end
+  return list
+end
+
+local function create(plan, it)
+  local t = plan.transport
+  if it.strategy == "copy" then
+    return plan.dst:create(attrs.template(it.a, "create", plan.dst_quirks))
+  end
+  local blob, err, code = t.wrap(it.obj)
+  if not blob then return nil, "wrap on the source: " .. tostring(err), code end
+  return t.unwrap(blob, attrs.template(it.a, "unwrap", plan.dst_quirks))
+end
+
+--- Runs one item (wrap or copy, or settle one found on the destination). Returns the event.
+local function run_item(plan, it, journal)
+  local ev = {event = "key", ref = it.ref, label = it.a.CKA_LABEL or "", id = hex(it.a.CKA_ID or ""),
+              class = SHORT[it.a.CKA_CLASS], kcv = it.a.CKA_CLASS == "CKO_SECRET_KEY" and it.check or nil,
+              fingerprint = it.a.CKA_CLASS ~= "CKO_SECRET_KEY" and it.check or nil}
+  if it.strategy == "blocked" or it.strategy == "conflict" then
+    ev.status, ev.reason = "blocked", it.reason
+    return ev
+  end
+  local ok, res = pcall(function()
+    if it.strategy == "skip" then
+      local r = settle(plan, it, it.dst)
+      local ours = plan.inflight[it.ref]
+      r.status = ours and "migrated" or "skipped"
+      r.recovered = ours and "found on the destination after an interrupted run" or nil
+      return r
+    end
+    if it.redo then
+      for _, left in ipairs(leftovers(plan, it)) do
+        journal({event = "step", ref = it.ref, step = "destroy-partial"})
+        left:destroy()
+      end
+    end
+    journal({event = "step", ref = it.ref, step = "create"})
+    local obj, err, code = create(plan, it)
+    if not obj then
+      -- The module said no; it may still have made (part of) the object.
+      for _, left in ipairs(leftovers(plan, it)) do
+        local sok, r = pcall(settle, plan, it, left)
+        if sok then
+          r.status, r.recovered = "migrated", ("the module reported %s but the key was created"):format(code or err)
+          return r
+        end
+        journal({event = "step", ref = it.ref, step = "destroy-partial"})
+        left:destroy()
+      end
+      error(tostring(err), 0)
+    end
+    journal({event = "step", ref = it.ref, step = "created"})
+    local sok, r = pcall(settle, plan, it, obj)
+    if not sok then
+      journal({event = "step", ref = it.ref, step = "destroy-mismatch"})
+      obj:destroy()
+      error(r, 0)
+    end
+    r.status = "migrated"
+    return r
+  end)
+  if ok then
+    ev.status, ev.verified, ev.recovered = res.status, res.verified, res.recovered
+    if #res.forced > 0 then ev.differs = table.concat(res.forced, ",") end
+  else
+    ev.status, ev.reason = "failed", tostring(res)
+  end
+  journal({event = "step", ref = it.ref, step = "done", status = ev.status})
+  return ev
+end
+
+--- Applies a plan. opts: {journal = function(ev), on_item = function(event)}. Refuses to start when the plan has conflicts. Returns the
+--- summary {migrated=, skipped=, blocked=, failed=}.
+function M.apply(plan, opts)
+  opts = opts or {}
+  if plan.conflicts > 0 then
+    error(("%d conflict(s): the destination holds different objects under the same class, ID "
+      .. "and label; nothing was written"):format(plan.conflicts), 0)
+  end
+  local journal = opts.journal or function() end
+  plan.dst_quirks = attrs.quirks(plan.dst)
+  local sum = {migrated = 0, skipped = 0, blocked = 0, failed = 0}
+  for _, it in ipairs(plan.items) do
+    local ev = run_item(plan, it, journal)
+    sum[ev.status] = sum[ev.status] + 1
+    if opts.on_item then opts.on_item(ev) end
+  end
+  return sum
+end
+
+return M

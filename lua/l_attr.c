@@ -178,6 +178,17 @@ static int add_value(lua_State *L, hsm_tmpl *t, CK_ATTRIBUTE_TYPE type, const ch
     }
 }
 
+/* Templates go out in a fixed order: by attribute type, with CKA_MODIFIABLE last. Lua tables
+ * have no order, and a module may apply a template in sequence: SoftHSM2 2.6 refuses every
+ * attribute that follows CKA_MODIFIABLE=false with CKR_ATTRIBUTE_READ_ONLY. */
+static CK_ULONG order_key(CK_ATTRIBUTE_TYPE t) { return t == CKA_MODIFIABLE ? (CK_ULONG)-1 : t; }
+
+static int by_order(const void *a, const void *b)
+{
+    CK_ULONG x = order_key(((const CK_ATTRIBUTE *)a)->type), y = order_key(((const CK_ATTRIBUTE *)b)->type);
+    return x < y ? -1 : x > y;
+}
+
 hsm_tmpl *lhsm_totmpl(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
@@ -199,6 +210,8 @@ hsm_tmpl *lhsm_totmpl(lua_State *L, int idx)
             luaL_error(L, "out of memory while building a template");
         lua_pop(L, 1);
     }
+    if (t->n > 1)
+        qsort(t->a, t->n, sizeof *t->a, by_order);
     return t;
 }
 

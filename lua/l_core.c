@@ -302,5 +302,6 @@ int luaopen_hsm_core(lua_State *L)
     lhsm_open_session(L);
     lhsm_open_object(L);
     lhsm_open_x509(L);
+    lhsm_open_file(L);
     return 1;
 }

@@ -18,12 +18,13 @@ local FROM_BLOB = {   -- a private key's public parts come out of the wrapped PK
 
 --- What each module needs, matched on the module's manufacturer. Found by the lab: SoftHSM2
 --- 2.6 refuses CKA_VALUE_LEN in an unwrap template (CKR_ATTRIBUTE_READ_ONLY) and then does
---- not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0 (its KCV
---- and an operation still prove the key). unrecorded: attributes that read 0 or empty on
---- the destination for that reason; reports list them as the module's, not as a mismatch.
+--- not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0; nor does
+--- it record CKA_CHECK_VALUE for a key unwrapped with CKA_MODIFIABLE=false (the KCV and an
+--- operation still prove the key). unrecorded: attributes that read 0 or empty on the
+--- destination for that reason; reports list them as the module's, not as a mismatch.
 M.QUIRKS = {
   {manufacturer = "SoftHSM", unwrap_drop = {CKA_VALUE_LEN = true},
-   unrecorded = {CKA_VALUE_LEN = true}},
+   unrecorded = {CKA_VALUE_LEN = true, CKA_CHECK_VALUE = true}},
   -- Modules that cannot tell a private EC key's curve from the blob want CKA_EC_PARAMS.
   default = {unwrap_keep = {CKA_VALUE_LEN = true}},
 }

@@ -97,4 +97,31 @@ function M.show(v)
   return tostring(v)
 end
 
+--- Captured attributes as plain data for a JSON manifest: byte strings become "x:<hex>",
+--- lists and nested templates recurse. from_data is the inverse.
+function M.to_data(v)
+  if type(v) == "string" then
+    return "x:" .. v:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  elseif type(v) == "table" then
+    local t = {}
+    for k, x in pairs(v) do t[k] = M.to_data(x) end
+    if #v > 0 or next(v) == nil then t = setmetatable(t, require("hsm.json").array) end
+    return t
+  end
+  return v
+end
+
+function M.from_data(v)
+  if type(v) == "string" then
+    local h = v:match("^x:(%x*)$")
+    if not h or #h % 2 ~= 0 then error(("bad attribute value in manifest: %q"):format(v:sub(1, 40)), 0) end
+    return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
+  elseif type(v) == "table" then
+    local t = {}
+    for k, x in pairs(v) do t[k] = M.from_data(x) end
+    return t
+  end
+  return v
+end
+
 return M

@@ -251,6 +251,7 @@ end
 local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it; use token replication "
   .. "(hsm.replicate) or generic/rotate-reencrypt"
 
+--- Why a key cannot travel with transport t (nil when it can). opts: {fips=}.
 local function blocker(it, t, opts)
   local a = it.a
   local cls = a.CKA_CLASS
@@ -266,7 +267,7 @@ local function blocker(it, t, opts)
     return "CKA_ALWAYS_AUTHENTICATE: wrapping it needs a context-specific login per key"
   end
   if t.unsafe then return "unsafe wrapping key: " .. t.unsafe end
-  local need = wrap.strength(it.obj)
+  local need = wrap.strength(a)
   if t.strength and need > t.strength then
     return ("unsafe wrapping key: %d-bit strength is weaker than the %d-bit payload"):format(t.strength, need)
   end
@@ -281,6 +282,10 @@ local function blocker(it, t, opts)
   end
   return nil
 end
+
+M.blocker = blocker
+M.index = index
+M.check_of = check_of
 
 --- The refs an earlier run started and did not finish, from its journal events.
 function M.inflight(previous)
@@ -297,6 +302,20 @@ end
 function M.plan(src, dst, opts)
   opts = opts or {}
   local srcs, all_src = index(src, opts.filter)
+  local pubs = {}
+  for _, it in ipairs(all_src) do
+    if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
+  end
+  local function pub_of(id) return pubs[id] end
+  return M.plan_items(srcs, dst, opts, {src = src, pub_of = pub_of, prove = function(it, d_obj)
+    return M.functional(src, it.obj, dst, d_obj, it.a, pub_of)
+  end})
+end
+
+--- Plans items that may come from a source session or from a manifest (split runs): each
+--- {ref=, a=<attributes>, check=, obj= | blob=}. base: fields of the plan, among them
+--- prove(it, dst_obj) -> description, raising when the destination object is not the key.
+function M.plan_items(srcs, dst, opts, base)
   local dsts = index(dst)
   local inflight = M.inflight(opts.previous)
   local at_dst = {}
@@ -304,12 +323,9 @@ function M.plan(src, dst, opts)
     at_dst[d.ref] = at_dst[d.ref] or {}
     table.insert(at_dst[d.ref], d)
   end
-  local pubs = {}
-  for _, it in ipairs(all_src) do
-    if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
-  end
-  local plan = {items = {}, counts = {}, conflicts = 0, transport = opts.transport, src = src,
-                dst = dst, inflight = inflight, pub_of = function(id) return pubs[id] end}
+  local plan = base
+  plan.items, plan.counts, plan.conflicts = {}, {}, 0
+  plan.transport, plan.dst, plan.inflight = opts.transport, dst, inflight
   local dst_keys, seen = 0, {}
   for _, d in ipairs(dsts) do
     if d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY" then dst_keys = dst_keys + 1 end
@@ -324,7 +340,7 @@ function M.plan(src, dst, opts)
       if not same and is_key and there[1].check == nil then
         -- The destination shows no check value (EC private keys and some unwrapped secret
         -- keys on SoftHSM2): an operation on one side checked on the other decides.
-        local ok, how = pcall(M.functional, src, it.obj, dst, there[1].obj, it.a, plan.pub_of)
+        local ok, how = pcall(plan.prove, it, there[1].obj)
         same = ok and not how:find("only", 1, true)
       end
     end
@@ -342,8 +358,8 @@ function M.plan(src, dst, opts)
     else
       -- Not there, or left half-made by an interrupted run of ours (replaced).
       it.redo = there ~= nil
-      local why = is_key and (opts.transport and blocker(it, opts.transport, opts) or
-                              not opts.transport and "no transport") or
+      local why = it.blocked or (is_key and (opts.transport and blocker(it, opts.transport, opts) or
+                              not opts.transport and "no transport")) or
                   (not is_key and it.a.CKA_TRUSTED == true and "CKA_TRUSTED objects need an SO session (hsm.trust)")
       if why then
         it.strategy, it.reason = "blocked", why
@@ -439,6 +455,59 @@ function M.functional(src, s_obj, dst, d_obj, a, pub_of)
   return "attributes compared"
 end
 
+--- For runs split across two machines: what the source records so the destination can
+--- prove a key without the source at hand (as seed 002 tests 3DES "by cross-encryption"):
+--- secret keys: a random plaintext and its ciphertext, or data and its MAC; key pairs: the
+--- source public key (SPKI) to verify a signature the destination makes. Plain data only.
+function M.evidence(src, obj, a, pub_of)
+  local cls, kt = a.CKA_CLASS, a.CKA_KEY_TYPE
+  local data = assert(src:random(32))
+  if cls == "CKO_SECRET_KEY" then
+    local b = BLOCK[kt]
+    if b and a.CKA_ENCRYPT and a.CKA_DECRYPT then
+      local iv = data:sub(1, b[2])
+      local c = src:encrypt({b[1], iv = iv}, obj, data)
+      if c then return {kind = "decrypt", mech = b[1], iv = iv, plaintext = data, ciphertext = c} end
+    end
+    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
+      local mac = src:sign(HMAC[kt], obj, data)
+      if mac then return {kind = "verify", mech = HMAC[kt], data = data, mac = mac} end
+    end
+  elseif cls == "CKO_PRIVATE_KEY" and a.CKA_SIGN then
+    local pub = pub_of(a.CKA_ID or "")
+    local spki = pub and keys.spki(pub)
+    if spki then return {kind = "sign", spki = spki} end
+  end
+  return nil
+end
+
+--- Checks a destination key against the source's evidence. Returns how; raises on mismatch.
+function M.check_evidence(dst, d_obj, a, ev)
+  if not ev then return "check value only (no operation recorded on the source)" end
+  if ev.kind == "decrypt" then
+    local p, err = dst:decrypt({ev.mech, iv = ev.iv}, d_obj, ev.ciphertext)
+    if p ~= ev.plaintext then error("the destination does not decrypt the source's ciphertext: " .. tostring(err), 0) end
+    return "decrypted on the destination what the source encrypted"
+  elseif ev.kind == "verify" then
+    local ok, err = dst:verify(ev.mech, d_obj, ev.data, ev.mac)
+    if ok ~= true then error("the destination does not verify the source's MAC: " .. tostring(err), 0) end
+    return "verified on the destination the source's MAC"
+  elseif ev.kind == "sign" then
+    local pub = assert(wrap.import_public(dst, ev.spki, "hsmsh-verify", {CKA_VERIFY = true, CKA_WRAP = false}))
+    local kt = a.CKA_KEY_TYPE
+    local data = assert(dst:random(32))
+    local mech, msg = "CKM_SHA256_RSA_PKCS", data
+    if kt == "CKK_EC" then mech, msg = "CKM_ECDSA", core.sha256(data)
+    elseif kt == "CKK_EC_EDWARDS" then mech = "CKM_EDDSA" end
+    local sig, err = dst:sign(mech, d_obj, msg)
+    local ok = sig and dst:verify(mech, pub, msg, sig)
+    pub:destroy()
+    if ok ~= true then error("the source public key does not verify the destination's signature: " .. tostring(err), 0) end
+    return "signed on the destination, verified with the source public key"
+  end
+  error("unknown evidence kind " .. tostring(ev.kind), 0)
+end
+
 -- ------------------------------------------------------------------ apply
 
 --- Finishes one item whose object exists on the destination: attributes the template could
@@ -470,7 +539,7 @@ local function settle(plan, it, d_obj)
   if it.check and check and check ~= it.check then
     error(("check value differs: %s on the source, %s on the destination"):format(it.check, check), 0)
   end
-  local how = M.functional(plan.src, it.obj, dst, d_obj, it.a, plan.pub_of)
+  local how = plan.prove(it, d_obj)
   if it.check and not check and how:find("only", 1, true) then
     error("cannot verify: the destination gives no check value and the key allows no operation", 0)
   end
@@ -491,7 +560,8 @@ local function create(plan, it)
   if it.strategy == "copy" then
     return plan.dst:create(attrs.template(it.a, "create", plan.dst_quirks))
   end
-  local blob, err, code = t.wrap(it.obj)
+  local blob, err, code = it.blob, nil, nil
+  if not blob then blob, err, code = t.wrap(it.obj) end
   if not blob then return nil, "wrap on the source: " .. tostring(err), code end
   return t.unwrap(blob, attrs.template(it.a, "unwrap", plan.dst_quirks))
 end

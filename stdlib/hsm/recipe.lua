@@ -49,7 +49,7 @@ local function sandbox()
   env.os = {time = os.time, date = os.date, clock = os.clock}
   local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true,
                    ["hsm.attrs"] = true, ["hsm.wrap"] = true, ["hsm.migrate"] = true,
-                   ["hsm.sealed"] = true}
+                   ["hsm.sealed"] = true, ["hsm.exchange"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)
@@ -196,9 +196,15 @@ function M.run(rec, opts)
       if not opts.dry_run then
         applied[#applied + 1] = phase
         journal({event = "phase", phase = phase.name, step = "apply"})
-        if phase.apply then phase.apply(ctx) end
-        if phase.verify then phase.verify(ctx) end
-        journal({event = "phase", phase = phase.name, step = "verified"})
+        -- apply returns false when the phase had nothing to do here (e.g. the other side's
+        -- step of a split procedure): it then needs no verify and no rollback.
+        if phase.apply and phase.apply(ctx) == false then
+          applied[#applied] = nil
+          journal({event = "phase", phase = phase.name, step = "skipped"})
+        else
+          if phase.verify then phase.verify(ctx) end
+          journal({event = "phase", phase = phase.name, step = "verified"})
+        end
       end
     end
   end)

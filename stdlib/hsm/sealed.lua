@@ -86,8 +86,12 @@ local function read_header(f, path)
     error({msg = ("cannot read: %s"):format(err)})
   end
   local ok, res = pcall(function()
-    local magic = need(8, "magic")
-    if magic ~= M.MAGIC then error({msg = "not a sealed file (bad magic)"}) end
+    local magic, rerr = f:read(8)
+    if rerr then error({msg = ("cannot read: %s"):format(rerr)}) end
+    magic = magic or ""
+    if magic == "" then error({msg = "empty (not a sealed file)"}) end
+    if magic ~= M.MAGIC:sub(1, #magic) then error({msg = "not a sealed file (bad magic)"}) end
+    if #magic < 8 then error({msg = "truncated header (in the magic)"}) end
     local fixed = need(5, "version and chunk size")
     local version, chunk = unpack(">BI4", fixed)
     if version ~= M.VERSION then
@@ -202,7 +206,7 @@ local function open_output(s, out_path, in_path)
   local dir = dirname(out_path)
   local r, rerr = s:random(6)
   if not r then return fail("device", out_path, "C_GenerateRandom for a temporary name: %s", rerr) end
-  local tmp = ("%s/.%s.%s.tmp"):format(dir, basename(out_path), hex(r))
+  local tmp = ("%s/.%s.%s.tmp"):format(dir, basename(out_path), hex(r))   -- see TEMPORARY
   local f, err = io.open(tmp, "wb")
   if not f then return fail("output", out_path, "cannot create %s", err) end
   f:setvbuf("full", 1 << 20)
@@ -383,6 +387,32 @@ function M.list(dir)
   if not list then return nil, err end
   for _, e in ipairs(list) do e.path = (dir:sub(-1) == "/" and dir or dir .. "/") .. e.name end
   return list
+end
+
+-- The name of an output being written: ".NAME.<12 hex digits>.tmp" next to NAME.
+local TEMPORARY = "^%.(.+)%.%x%x%x%x%x%x%x%x%x%x%x%x%.tmp$"
+
+--- The temporary files in a directory that a process killed while writing an output left
+--- behind: {{name=, path=, of=<the output's name>}, ...} | nil, message.
+function M.temporaries(dir)
+  local list, err = M.list(dir)
+  if not list then return nil, err end
+  local out = {}
+  for _, e in ipairs(list) do
+    local of = e.kind == "file" and e.name:match(TEMPORARY)
+    if of then out[#out + 1] = {name = e.name, path = e.path, of = of} end
+  end
+  return out
+end
+
+--- Removes one such temporary file (and nothing else). true | nil, message.
+function M.remove_temporary(path)
+  if not basename(path):match(TEMPORARY) then
+    return nil, ("%s: not a temporary file of hsm.sealed"):format(path)
+  end
+  local ok, err = os.remove(path)
+  if not ok then return nil, err end
+  return true
 end
 
 --- {kind=, size=, dev=, ino=, mtime=} of a path (links followed) | nil, message.

@@ -90,24 +90,28 @@ function M.mechanisms(s)
   return set
 end
 
---- Security strength in bits of a key (SP 800-57 Part 1 Table 2), from its attributes.
-function M.strength(obj)
-  local kt = obj.key_type
-  if kt == "CKK_AES" then return (obj.CKA_VALUE_LEN or 16) * 8 end
+local curve_strength = {}
+for name, oid in pairs(keys.curves) do
+  curve_strength[oid] = math.min(256, (tonumber(name:match("%d+")) or 256) // 2)
+end
+curve_strength[keys.curves.Ed25519] = 128
+
+--- Security strength in bits of a key (SP 800-57 Part 1 Table 2), from its attributes
+--- (an hsm.Object or a table of captured attributes).
+function M.strength(a)
+  local kt = a.CKA_KEY_TYPE
+  if kt == "CKK_AES" then return ((a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN or 16) * 8 end
   if kt == "CKK_DES3" then return 112 end
   if kt == "CKK_DES2" then return 80 end
   if kt == "CKK_DES" then return 56 end
   if kt == "CKK_RSA" then
-    local n = obj:get("CKA_MODULUS")
-    local bits = n and #n * 8 or obj:get("CKA_MODULUS_BITS") or 0
+    local n = a.CKA_MODULUS
+    local bits = n and #n * 8 or a.CKA_MODULUS_BITS or 0
     return bits >= 15360 and 256 or bits >= 7680 and 192 or bits >= 3072 and 128
         or bits >= 2048 and 112 or 80
   end
-  if kt == "CKK_EC" or kt == "CKK_EC_EDWARDS" then
-    local bits = keys.bits(obj) or 256
-    return math.min(256, bits // 2)
-  end
-  local len = obj.CKA_VALUE_LEN
+  if kt == "CKK_EC" or kt == "CKK_EC_EDWARDS" then return curve_strength[a.CKA_EC_PARAMS or ""] or 128 end
+  local len = a.CKA_VALUE_LEN
   return len and math.min(256, len * 8) or 0
 end
 
@@ -168,8 +172,9 @@ function M.rsa_aes_unwrap(s, priv, blob, template, opts)
   return obj, err, code
 end
 
---- Imports a public key (DER SubjectPublicKeyInfo or PEM) as a session object for wrapping.
-function M.import_public(s, spki_or_pem, label)
+--- Imports a public key (DER SubjectPublicKeyInfo or PEM) as a session object for wrapping;
+--- extra attributes override (e.g. {CKA_VERIFY = true, CKA_WRAP = false}).
+function M.import_public(s, spki_or_pem, label, extra)
   local der = spki_or_pem
   if spki_or_pem:find("-----BEGIN", 1, true) then
     local d, err = core.pem_decode(spki_or_pem)
@@ -180,6 +185,7 @@ function M.import_public(s, spki_or_pem, label)
   if not t then return nil, "public key: " .. err end
   t.CKA_CLASS, t.CKA_TOKEN, t.CKA_LABEL = "CKO_PUBLIC_KEY", false, label or "hsmsh-transport"
   t.CKA_WRAP, t.CKA_ENCRYPT, t.CKA_VERIFY = true, false, false
+  for k, v in pairs(extra or {}) do t[k] = v end
   return s:create(t)
 end
 

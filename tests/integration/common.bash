@@ -17,3 +17,33 @@ passed=0 failed=0
 pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 finish() { echo "$NAME: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+
+# Checks shared by the scripts.
+check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
+
+# h ARGS...: runs hsmsh; sets $rc, files out/err, and $cmd for messages.
+h() {
+  cmd="hsmsh $*"
+  "$HSMSH" "$@" > out 2> err < /dev/null
+  rc=$?
+}
+# h_in INPUT ARGS...: the same with INPUT on stdin.
+h_in() {
+  local input=$1; shift
+  cmd="hsmsh $* (stdin: $input)"
+  printf '%s\n' "$input" | "$HSMSH" "$@" > out 2> err
+  rc=$?
+}
+show() { printf '%s' "$(head -c 400 "$1" | tr '\n' '|')"; }
+rc_is() { if [ "$rc" -eq "$1" ]; then pass; else fail "$cmd: exit $rc, expected $1 (stderr: $(show err))"; fi; }
+has() {  # has FILE TEXT
+  if grep -qF -- "$2" "$1"; then pass; else fail "$cmd: $1 lacks '$2' ($1: $(show "$1"))"; fi
+}
+lacks() {  # lacks FILE TEXT
+  if grep -qF -- "$2" "$1"; then fail "$cmd: $1 contains '$2' ($1: $(show "$1"))"; else pass; fi
+}
+one_line() {  # the error is one line on stderr, with no traceback
+  local n; n=$(grep -c . err)
+  if [ "$n" -eq 1 ]; then pass; else fail "$cmd: stderr has $n lines, expected 1 ($(show err))"; fi
+  lacks err "stack traceback"
+}

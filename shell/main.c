@@ -14,7 +14,7 @@
 static const char usage[] =
     "usage: hsmsh [--debug] [-e CHUNK]... [FILE.lua [ARGS...] | -]\n"
     "       hsmsh [--debug] run RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--journal FILE]\n"
-    "       hsmsh resume JOURNAL\n"
+    "       hsmsh resume JOURNAL [--json] [--yes]\n"
     "       hsmsh recipes\n"
     "       hsmsh lab init [--dir DIR]\n"
     "\n"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "lhsm.h"
-#include "ossl/hsm_sha256.h"
+#include "ossl/hsm_ossl.h"
 
 #define LHSM_SHA256 "hsm.Sha256"
 

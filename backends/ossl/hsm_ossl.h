@@ -47,6 +47,19 @@ int hsm_spki_parts(const unsigned char *spki, size_t len, hsm_pubparts *out, hsm
 void hsm_pubparts_free(hsm_pubparts *p);
 
 /* ------------------------------------------------------------ digests */
+/* Incremental SHA-256 (sha256.c), for data hashed as it streams past, such as a sealed
+ * file's plaintext one chunk at a time. File plaintext and public data only. */
+typedef struct hsm_sha256_ctx hsm_sha256_ctx;
+
+/* A fresh context, or NULL when out of memory. */
+hsm_sha256_ctx *hsm_sha256_new(void);
+/* Adds len bytes; 0 on success, -1 on failure. */
+int hsm_sha256_update(hsm_sha256_ctx *c, const void *data, size_t len);
+/* The digest of everything added; the context is spent afterwards. 0 or -1. */
+int hsm_sha256_final(hsm_sha256_ctx *c, unsigned char out[32]);
+/* Frees a context (NULL is fine). */
+void hsm_sha256_free(hsm_sha256_ctx *c);
+
 /* SHA-256 of data. */
 void hsm_sha256(const void *data, size_t len, unsigned char out[32]);
 /* Digest by name ("sha1" "sha224" "sha256" "sha384" "sha512", any case, "SHA-256" too);

@@ -13,22 +13,6 @@ NAME=rotate_reencrypt
 FLIB=${HSMSH_FAULT_LIB:+$(realpath -m "$HSMSH_FAULT_LIB")}   # before common.bash changes directory
 # shellcheck source=common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
-check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
-
-h() {  # h ARGS...: runs hsmsh; sets $rc, files out/err, and $cmd for messages.
-  cmd="hsmsh $*"
-  "$HSMSH" "$@" > out 2> err < /dev/null
-  rc=$?
-}
-show() { printf '%s' "$(head -c 600 "$1" | tr '\n' '|')"; }
-rc_is() { if [ "$rc" -eq "$1" ]; then pass; else fail "$cmd: exit $rc, expected $1 (stderr: $(show err))"; fi; }
-has() {  # has FILE TEXT
-  if grep -qF -- "$2" "$1"; then pass; else fail "$cmd: $1 lacks '$2' ($1: $(show "$1"))"; fi
-}
-one_line() {  # the error is one line on stderr, with no traceback
-  local n; n=$(grep -c . err)
-  if [ "$n" -eq 1 ]; then pass; else fail "$cmd: stderr has $n lines, expected 1 ($(show err))"; fi
-}
 # summary_is R S F: the --json summary says reencrypted=R skipped=S failed=F.
 summary_is() {
   local got

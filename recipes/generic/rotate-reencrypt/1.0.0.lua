@@ -258,26 +258,26 @@ local function short(f)
   return f.problem and (f.problem:gsub("^" .. f.path:gsub("%p", "%%%0") .. ": ", "")) or ""
 end
 
---- Re-encrypts (or checks) one file: status, reason, bytes.
+--- Re-encrypts (or checks) one file: status, reason, plaintext bytes (nil when it failed).
 local function do_file(ctx, st, f)
-  if f.action == "refuse" then return "failed", f.problem, f.size end
+  if f.action == "refuse" then return "failed", f.problem end
   if f.action == "check" then
     -- Written by an earlier run: it must open with the new key to the plaintext the journal
     -- recorded for it, or (no journal entry) to the plaintext of the original.
     local got, err = sealed.verify(st.dst, st.new, f.out)
     if not got then
       return "failed", ("%s exists but does not open with the new key (%s); move it away to "
-        .. "re-encrypt"):format(f.out, err), f.size
+        .. "re-encrypt"):format(f.out, err)
     end
     local want = st.journal.done[f.path]
     if not want then
       local orig, oerr = sealed.verify(st.src, st.old, f.path)
-      if not orig then return "failed", oerr, f.size end
+      if not orig then return "failed", oerr end
       want = orig.sha256
     end
     if got.sha256 ~= want then
       return "failed", ("%s exists under the new key but holds other data than %s"):format(
-        f.out, f.path), f.size
+        f.out, f.path)
     end
     f.sha256 = got.sha256
     return "skipped", nil, got.bytes
@@ -288,7 +288,7 @@ local function do_file(ctx, st, f)
     -- A bad input fails its file; a token or output that fails would fail every file: stop
     -- (the runner rolls back what this run wrote).
     if kind ~= "input" then error(err, 0) end
-    return "failed", err, f.size
+    return "failed", err
   end
   st.written[#st.written + 1] = f
   local check, cerr = sealed.verify(st.dst, st.new, f.out)
@@ -296,7 +296,7 @@ local function do_file(ctx, st, f)
     ctx.must(sealed.remove(f.out))
     table.remove(st.written)
     return "failed", ("%s does not verify after re-encryption: %s"):format(f.out,
-      cerr or "the plaintext differs"), f.size
+      cerr or "the plaintext differs")
   end
   f.sha256 = res.sha256
   ctx.journal({event = "file", path = f.path, out = f.out, step = "done", sha256 = res.sha256,

@@ -169,6 +169,10 @@ static int add_value(lua_State *L, hsm_tmpl *t, CK_ATTRIBUTE_TYPE type, const ch
         return r;
     }
     default: {
+        /* An hsm.Secret (a key component) goes in without becoming a Lua string. */
+        lhsm_secret *sec = vt == LUA_TUSERDATA ? luaL_testudata(L, -1, LHSM_SECRET) : NULL;
+        if (sec)
+            return hsm_tmpl_add(t, type, sec->p, sec->len);
         if (vt != LUA_TSTRING)
             luaL_error(L, "attribute %s expects a string, got %s", name, lua_typename(L, vt));
         size_t len;

@@ -136,9 +136,68 @@ static int l_secret_len(lua_State *L)
     return 1;
 }
 
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* secret:from_hex() -> hsm.Secret of the bytes a hex-typed component stands for (spaces
+ * allowed) | nil, message (which never quotes the input) */
+static int l_secret_from_hex(lua_State *L)
+{
+    lhsm_secret *s = lhsm_checksecret(L, 1);
+    unsigned char *out = malloc(s->len / 2 + 1);
+    if (!out)
+        return luaL_error(L, "out of memory");
+    mlock(out, s->len / 2 + 1);
+    size_t n = 0, digits = 0;
+    int hi = -1, bad = 0;
+    for (size_t i = 0; i < s->len; i++) {
+        int c = ((unsigned char *)s->p)[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        int v = hexval(c);
+        bad |= v < 0;
+        digits++;
+        if (hi < 0)
+            hi = v;
+        else {
+            out[n++] = (unsigned char)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    if (!bad && hi < 0)
+        lhsm_pushsecret(L, out, n);
+    explicit_bzero(out, s->len / 2 + 1);
+    munlock(out, s->len / 2 + 1);
+    free(out);
+    if (bad || hi >= 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, bad ? "not hexadecimal (%d characters typed)" :
+                        "an odd number of hex digits (%d)", (int)digits);
+        return 2;
+    }
+    return 1;
+}
+
+/* secret:xor(other) -> hsm.Secret, both the same length (combining key components) */
+static int l_secret_xor(lua_State *L)
+{
+    lhsm_secret *a = lhsm_checksecret(L, 1), *b = lhsm_checksecret(L, 2);
+    if (a->len != b->len)
+        return luaL_error(L, "components differ in length (%d and %d bytes)", (int)a->len, (int)b->len);
+    lhsm_secret *r = lhsm_pushsecret(L, a->p, a->len);
+    for (size_t i = 0; i < a->len; i++)
+        ((unsigned char *)r->p)[i] ^= ((unsigned char *)b->p)[i];
+    return 1;
+}
+
 void lhsm_open_secret(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"close", l_secret_close}, {"len", l_secret_len}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"close", l_secret_close}, {"len", l_secret_len},
+                                       {"from_hex", l_secret_from_hex}, {"xor", l_secret_xor},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_secret_close}, {"__close", l_secret_close},
                                     {"__tostring", l_secret_tostring}, {"__len", l_secret_len},
                                     {NULL, NULL}};

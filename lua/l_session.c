@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "lhsm.h"
 
 lhsm_session *lhsm_checksession(lua_State *L, int idx)
@@ -270,6 +272,90 @@ static int l_session_derive(lua_State *L)
     return 1;
 }
 
+/* Streamed MACs and signatures: session:sign_init(mech, key), session:sign_update(data)...,
+ * session:sign_final() -> bytes; session:verify_init(mech, key), verify_update(data)...,
+ * verify_final(signature) -> true | false. Each returns nil, err on a device error. */
+static int ok_or_fail(lua_State *L, int r, hsm_err *err)
+{
+    if (r != 0)
+        return lhsm_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_session_sign_init(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    hsm_err err;
+    return ok_or_fail(L, hsm_sign_begin(s, &m.m, key_arg(L, 3, s), &err), &err);
+}
+
+static int l_session_verify_init(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    hsm_err err;
+    return ok_or_fail(L, hsm_verify_begin(s, &m.m, key_arg(L, 3, s), &err), &err);
+}
+
+static int l_session_sign_update(lua_State *L)
+{
+    size_t len;
+    const char *d = luaL_checklstring(L, 2, &len);
+    hsm_err err;
+    return ok_or_fail(L, hsm_sign_update(S(L), (const unsigned char *)d, len, &err), &err);
+}
+
+static int l_session_verify_update(lua_State *L)
+{
+    size_t len;
+    const char *d = luaL_checklstring(L, 2, &len);
+    hsm_err err;
+    return ok_or_fail(L, hsm_verify_update(S(L), (const unsigned char *)d, len, &err), &err);
+}
+
+static int l_session_sign_final(lua_State *L)
+{
+    unsigned char out[HSM_MAC_MAX];
+    size_t len = sizeof out;
+    hsm_err err;
+    if (hsm_sign_end(S(L), out, &len, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_pushlstring(L, (const char *)out, len);
+    return 1;
+}
+
+static int l_session_verify_final(lua_State *L)
+{
+    size_t len;
+    const char *sig = luaL_checklstring(L, 2, &len);
+    hsm_err err;
+    int r = hsm_verify_end(S(L), (const unsigned char *)sig, len, &err);
+    if (r < 0)
+        return lhsm_fail(L, &err);
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+/* session:random_secret(n) -> hsm.Secret of n random bytes (for key components and shares,
+ * which must never sit in a Lua string) */
+static int l_session_random_secret(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n > 0 && n <= 4096, 2, "between 1 and 4096");
+    unsigned char buf[4096];
+    hsm_err err;
+    int r = hsm_random(s, buf, (size_t)n, &err);
+    if (r == 0)
+        lhsm_pushsecret(L, buf, (size_t)n);
+    OPENSSL_cleanse(buf, (size_t)n);
+    return r == 0 ? 1 : lhsm_fail(L, &err);
+}
+
 /* session:close() - idempotent */
 static int l_session_close(lua_State *L)
 {
@@ -313,7 +399,11 @@ void lhsm_open_session(lua_State *L)
         {"generate_key_pair", l_session_generate_key_pair}, {"encrypt", l_session_encrypt},
         {"decrypt", l_session_decrypt}, {"sign", l_session_sign}, {"verify", l_session_verify},
         {"digest", l_session_digest}, {"random", l_session_random},
-        {"wrap", l_session_wrap}, {"unwrap", l_session_unwrap}, {"derive", l_session_derive}, {"slot", l_session_slot},
+        {"wrap", l_session_wrap}, {"unwrap", l_session_unwrap}, {"derive", l_session_derive},
+        {"sign_init", l_session_sign_init}, {"sign_update", l_session_sign_update},
+        {"sign_final", l_session_sign_final}, {"verify_init", l_session_verify_init},
+        {"verify_update", l_session_verify_update}, {"verify_final", l_session_verify_final},
+        {"random_secret", l_session_random_secret}, {"slot", l_session_slot},
         {"module", l_session_module}, {"close", l_session_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_session_close}, {"__close", l_session_close},
                                     {"__tostring", l_session_tostring}, {NULL, NULL}};

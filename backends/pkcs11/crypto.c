@@ -1,4 +1,4 @@
-/* crypto.c - key generation, single-part crypto, random, wrap, unwrap, derive. */
+/* crypto.c - key generation, single- and multi-part crypto, random, wrap, unwrap, derive. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +90,48 @@ int hsm_verify(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
     if (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE)
         return 0;
     return hsm_err_rv(err, "C_Verify", rv);
+}
+
+int hsm_sign_begin(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_SignInit(s->h, mech, key);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_SignInit", rv);
+}
+
+int hsm_sign_update(hsm_session *s, const unsigned char *data, size_t len, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_SignUpdate(s->h, (CK_BYTE *)data, len);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_SignUpdate", rv);
+}
+
+int hsm_sign_end(hsm_session *s, unsigned char *out, size_t *outlen, hsm_err *err)
+{
+    CK_ULONG len = *outlen;
+    CK_RV rv = F(s)->C_SignFinal(s->h, out, &len);
+    *outlen = len;
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_SignFinal", rv);
+}
+
+int hsm_verify_begin(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_VerifyInit(s->h, mech, key);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_VerifyInit", rv);
+}
+
+int hsm_verify_update(hsm_session *s, const unsigned char *data, size_t len, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_VerifyUpdate(s->h, (CK_BYTE *)data, len);
+    return rv == CKR_OK ? 0 : hsm_err_rv(err, "C_VerifyUpdate", rv);
+}
+
+int hsm_verify_end(hsm_session *s, const unsigned char *sig, size_t len, hsm_err *err)
+{
+    CK_RV rv = F(s)->C_VerifyFinal(s->h, (CK_BYTE *)sig, len);
+    if (rv == CKR_OK)
+        return 1;
+    if (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE)
+        return 0;
+    return hsm_err_rv(err, "C_VerifyFinal", rv);
 }
 
 int hsm_random(hsm_session *s, unsigned char *out, size_t n, hsm_err *err)

@@ -187,6 +187,16 @@ int hsm_verify(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                const unsigned char *data, size_t dlen, const unsigned char *sig, size_t slen,
                hsm_err *err);
 int hsm_random(hsm_session *s, unsigned char *out, size_t n, hsm_err *err);
+/* Multi-part MACs and signatures over streamed data (one active operation per session).
+ * hsm_sign_end: *outlen is out's size on entry (HSM_MAC_MAX is enough for MACs).
+ * hsm_verify_end: 1 valid, 0 invalid, -1 error. */
+#define HSM_MAC_MAX 64
+int hsm_sign_begin(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, hsm_err *err);
+int hsm_sign_update(hsm_session *s, const unsigned char *data, size_t len, hsm_err *err);
+int hsm_sign_end(hsm_session *s, unsigned char *out, size_t *outlen, hsm_err *err);
+int hsm_verify_begin(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, hsm_err *err);
+int hsm_verify_update(hsm_session *s, const unsigned char *data, size_t len, hsm_err *err);
+int hsm_verify_end(hsm_session *s, const unsigned char *sig, size_t len, hsm_err *err);
 int hsm_wrap(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
              unsigned char **out, size_t *outlen, hsm_err *err);
 int hsm_unwrap(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE unwrapping,

@@ -296,6 +296,8 @@ int luaopen_hsm_core(lua_State *L)
         {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now},
         {NULL, NULL}};
     luaL_newlib(L, fns);
+    lua_pushstring(L, HSMSH_VERSION);
+    lua_setfield(L, -2, "version");
     lhsm_open_names(L);
     lhsm_open_secret(L);
     lhsm_open_module(L);

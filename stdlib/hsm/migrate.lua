@@ -560,7 +560,7 @@ local function create(plan, it)
   if it.strategy == "copy" then
     return plan.dst:create(attrs.template(it.a, "create", plan.dst_quirks))
   end
-  local blob, err, code = it.blob, nil, nil
+  local blob, err, code = it.blob or (it.load_blob and it.load_blob()), nil, nil
   if not blob then blob, err, code = t.wrap(it.obj) end
   if not blob then return nil, "wrap on the source: " .. tostring(err), code end
   return t.unwrap(blob, attrs.template(it.a, "unwrap", plan.dst_quirks))

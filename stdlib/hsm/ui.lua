@@ -93,6 +93,16 @@ function M.progress(total, what, enabled)
   return p
 end
 
+--- Asks a yes/no question on the terminal ("[Y/n]", Enter = yes). nil when stdin is not a
+--- terminal (batch runs confirm with --yes or the values given on the command line).
+function M.confirm(question)
+  local core = require("hsm.core")
+  if not core.isatty(0) then return nil end
+  io.stderr:write(question, " [Y/n]: ")
+  local line = io.read("l")
+  return line ~= nil and (line == "" or line:match("^[yY]") ~= nil)
+end
+
 --- REPL prompt: current token and login state.
 function M.prompt()
   local hsm = package.loaded["hsm"]

@@ -213,19 +213,18 @@ function M.run(rec, opts)
     ctx.emit({event = "error", message = tostring(err)})
     io.stderr:write(("hsmsh: %s\n"):format(tostring(err)))
     status = 1
-    if #applied > 0 then
-      -- Roll back the phases that ran, newest first: 3 = rolled back cleanly, 4 = not.
-      status = 3
-      for i = #applied, 1, -1 do
-        local phase = applied[i]
-        if phase.rollback then
-          local rok, rerr = pcall(phase.rollback, ctx)
-          journal({event = "rollback", phase = phase.name, ok = rok})
-          if not rok then
-            status = 4
-            io.stderr:write(("hsmsh: rollback of phase %s failed: %s\n"):format(
-              tostring(phase.name), tostring(rerr)))
-          end
+    -- Roll back the phases that ran, newest first: 3 = rolled back cleanly, 4 = not; 1 when
+    -- none of them had anything to roll back.
+    for i = #applied, 1, -1 do
+      local phase = applied[i]
+      if phase.rollback then
+        if status ~= 4 then status = 3 end
+        local rok, rerr = pcall(phase.rollback, ctx)
+        journal({event = "rollback", phase = phase.name, ok = rok})
+        if not rok then
+          status = 4
+          io.stderr:write(("hsmsh: rollback of phase %s failed: %s\n"):format(
+            tostring(phase.name), tostring(rerr)))
         end
       end
     end

@@ -29,7 +29,7 @@ local function components(ctx, s)
     ctx.say("Component %d KCV : %s", i, kcv:upper())
     if expected[i] then
       if expected[i] ~= kcv then
-        error(("component %d has KCV %s, the custodian's record says %s"):format(i, kcv, expected[i]:upper()), 0)
+        error(("component %d has KCV %s, the custodian's record says %s"):format(i, kcv:upper(), expected[i]:upper()), 0)
       end
       return true
     end

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# backup_restore: protectserver/backup-file as two client machines (two SoftHSM2 token
+# directories sharing only the archive file and the custodians' components): the lab token
+# backed up with 2 components restores onto an empty token with the same objects, pkcs11-tool
+# decrypts on the restored token what the original encrypted, and bad input (wrong component,
+# tampered archive, unconfirmed component) changes nothing.
+# Usage: bash backup_restore.sh /abs/path/to/hsmsh
+set -u
+NAME=backup_restore
+# shellcheck source=common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
+
+"$HSMSH" lab init > /dev/null 2>&1
+SRC_CONF=$SOFTHSM2_CONF
+mkdir -p "$work/m2/tokens"
+printf 'directories.tokendir = %s/m2/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" > "$work/m2/softhsm2.conf"
+DST_CONF=$work/m2/softhsm2.conf
+SOFTHSM2_CONF=$DST_CONF softhsm2-util --init-token --free --label ps3 --pin 1234 --so-pin 12345678 > /dev/null
+printf '1234' > "$work/pin"
+BLUE="pkcs11:token=blue?pin-source=file:$work/pin"
+PS3="pkcs11:token=ps3?pin-source=file:$work/pin"
+printf '0832240A34365AEB8273A6535EF80FA99CB5FCE8D2A19EE1977CB8D664F86968\n' > "$work/c1"
+printf '263FF91EE9C7A5ECC58AFFA35B4F6A5443F0DA3B5ABE60FB45260AEA8C9458F7\n' > "$work/c2"
+printf '1111111111111111111111111111111111111111111111111111111111111111\n' > "$work/c3"
+COMPS="components=file:$work/c1,file:$work/c2"
+
+p11() {  # p11 CONF TOKEN ARGS...
+  local conf=$1 tok=$2; shift 2
+  SOFTHSM2_CONF=$conf pkcs11-tool --module "$MODULE" --token-label "$tok" --login --pin 1234 "$@" 2> /dev/null
+}
+objects() { p11 "$1" "$2" --list-objects | grep -cE '^(Secret Key|Private Key|Public Key|Certificate) Object|^Data object'; }
+
+# ---- backup on machine 1 ----
+export SOFTHSM2_CONF=$SRC_CONF
+h run protectserver/backup-file side=backup token="$BLUE" file="$work/blue.arc" "$COMPS"; rc_is 1
+has err "component 1 (KCV 9C1884): confirm it with kcvs=... or --yes"
+check "an unconfirmed component writes no archive" [ ! -e "$work/blue.arc" ]
+h run protectserver/backup-file side=backup token="$BLUE" file="$work/blue.arc" "$COMPS" kcvs=9c1884,000000; rc_is 1
+has err "component 2 has KCV 62A639, the custodian's record says 000000"
+h run protectserver/backup-file side=backup token="$BLUE" file="$work/blue.arc" "$COMPS" kcvs=9C1884,62A639; rc_is 0
+has err "Key 'AES_WRAP' KCV : 97498B"
+has err "wrote $work/blue.arc: 25 objects (11 keys wrapped, 3 not exportable)"
+has err "not extractable: no PKCS#11 call can export it; use token replication"
+lacks err "0832240A"
+check "the archive holds no component" bash -c "! grep -qa -e 0832240A -e 263FF91E '$work/blue.arc'"
+# What the original encrypts, to be decrypted on the restored token.
+printf 'attack at dawn!!' > "$work/pt"
+p11 "$SRC_CONF" blue --encrypt --mechanism AES-CBC --iv 000102030405060708090a0b0c0d0e0f --id 0102 \
+  --input-file "$work/pt" --output-file "$work/ct"
+check "pkcs11-tool encrypted on blue" [ -s "$work/ct" ]
+
+# ---- restore on machine 2 ----
+export SOFTHSM2_CONF=$DST_CONF
+cp "$work/blue.arc" "$work/bad.arc"
+printf '\x01' | dd of="$work/bad.arc" bs=1 seek=4000 conv=notrunc 2> /dev/null
+h run protectserver/backup-file side=restore token="$PS3" file="$work/bad.arc" "$COMPS" --yes; rc_is 1
+has err "bad.arc"
+check "a tampered archive writes nothing" [ "$(objects "$DST_CONF" ps3)" -eq 0 ]
+head -c 3000 "$work/blue.arc" > "$work/short.arc"
+h run protectserver/backup-file side=restore token="$PS3" file="$work/short.arc" "$COMPS" --yes; rc_is 1
+has err "short.arc"
+check "a truncated archive writes nothing" [ "$(objects "$DST_CONF" ps3)" -eq 0 ]
+h run protectserver/backup-file side=restore token="$PS3" file="$work/blue.arc" components="file:$work/c1,file:$work/c3" --yes; rc_is 1
+has err "made with the key of KCV 97498b"
+check "a wrong component writes nothing" [ "$(objects "$DST_CONF" ps3)" -eq 0 ]
+h run protectserver/backup-file side=restore token="$PS3" file="$work/blue.arc" "$COMPS" kcvs=9c1884,62a639 --json --journal "$work/j"; rc_is 0
+summary() { python3 -c 'import json,sys
+s=[json.loads(l) for l in open("out") if l.startswith("{")][-1]
+print("%s/%s/%s/%s" % (s.get("migrated"), s.get("skipped"), s.get("blocked"), s.get("failed")))'; }
+check "restored 22, blocked 3: $(summary)" [ "$(summary)" = "22/0/3/0" ]
+check "ps3 holds the 22 objects" [ "$(objects "$DST_CONF" ps3)" -eq 22 ]
+got=$(p11 "$DST_CONF" ps3 --decrypt --mechanism AES-CBC --iv 000102030405060708090a0b0c0d0e0f --id 0102 --input-file "$work/ct")
+check "pkcs11-tool decrypts on ps3 what blue encrypted (got '$got')" [ "$got" = "attack at dawn!!" ]
+h run protectserver/backup-file side=restore token="$PS3" file="$work/blue.arc" "$COMPS" --yes --json; rc_is 0
+check "restoring again changes nothing: $(summary)" [ "$(summary)" = "0/22/3/0" ]
+h resume "$work/j" --yes; rc_is 0
+check "no wrapping key left on ps3" [ "$(p11 "$DST_CONF" ps3 --list-objects | grep -c AES_WRAP)" -eq 0 ]
+
+finish

@@ -305,5 +305,6 @@ int luaopen_hsm_core(lua_State *L)
     lhsm_open_object(L);
     lhsm_open_x509(L);
     lhsm_open_file(L);
+    lhsm_open_custody(L);
     return 1;
 }

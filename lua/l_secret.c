@@ -8,17 +8,15 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "custody/hsm_custody.h"
 #include "lhsm.h"
 
 #define SECRET_MAX 1024
 
 static void wipe(lhsm_secret *s)
 {
-    if (s->p) {
-        explicit_bzero(s->p, s->len ? s->len : 1);
-        munlock(s->p, s->len ? s->len : 1);
-        free(s->p);
-    }
+    if (s->p)
+        hsm_secure_free(s->p, s->len ? s->len : 1);
     s->p = NULL;
     s->len = 0;
     s->closed = 1;
@@ -31,10 +29,10 @@ lhsm_secret *lhsm_pushsecret(lua_State *L, const void *p, size_t len)
     s->len = 0;
     s->closed = 1;
     luaL_setmetatable(L, LHSM_SECRET);
-    s->p = malloc(len ? len : 1);
+    /* Locked, kept out of core dumps, zeroized on free. */
+    s->p = hsm_secure_alloc(len ? len : 1);
     if (!s->p)
         luaL_error(L, "out of memory");
-    mlock(s->p, len ? len : 1);
     memcpy(s->p, p, len);
     s->len = len;
     s->closed = 0;
@@ -136,6 +134,66 @@ static int l_secret_len(lua_State *L)
     return 1;
 }
 
+/* core.secret_read(path) -> hsm.Secret of the whole file (binary, at most 64 KiB: share
+ * files) | nil, message */
+static int l_secret_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t cap = 64 * 1024, len = 0;
+    unsigned char *buf = hsm_secure_alloc(cap);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!buf || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        hsm_secure_free(buf, cap);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot read %s", path);
+        return 2;
+    }
+    ssize_t n;
+    while (len < cap && (n = read(fd, buf + len, cap - len)) > 0)
+        len += (size_t)n;
+    int more = len == cap && read(fd, &(char){0}, 1) > 0;
+    close(fd);
+    if (!more)
+        lhsm_pushsecret(L, buf, len);
+    hsm_secure_free(buf, cap);
+    if (more) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s is larger than 64 KiB", path);
+        return 2;
+    }
+    return 1;
+}
+
+/* secret:write(path) -> true | nil, message: a new file (never an existing one), mode 0600,
+ * synced (share files handed to custodians) */
+static int l_secret_write(lua_State *L)
+{
+    lhsm_secret *s = lhsm_checksecret(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return luaL_fileresult(L, 0, path);
+    size_t off = 0;
+    while (off < s->len) {
+        ssize_t n = write(fd, (unsigned char *)s->p + off, s->len - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    int ok = off == s->len && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot write %s", path);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int hexval(int c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -197,12 +255,14 @@ void lhsm_open_secret(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"close", l_secret_close}, {"len", l_secret_len},
                                        {"from_hex", l_secret_from_hex}, {"xor", l_secret_xor},
+                                       {"write", l_secret_write},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_secret_close}, {"__close", l_secret_close},
                                     {"__tostring", l_secret_tostring}, {"__len", l_secret_len},
                                     {NULL, NULL}};
     static const luaL_Reg fns[] = {{"secret", l_secret}, {"secret_file", l_secret_file},
-                                   {"secret_prompt", l_secret_prompt}, {NULL, NULL}};
+                                   {"secret_prompt", l_secret_prompt}, {"secret_read", l_secret_read},
+                                   {NULL, NULL}};
     lhsm_newclass(L, LHSM_SECRET, methods, meta);
     luaL_setfuncs(L, fns, 0);
 }

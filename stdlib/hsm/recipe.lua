@@ -50,7 +50,7 @@ local function sandbox()
   local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true,
                    ["hsm.attrs"] = true, ["hsm.wrap"] = true, ["hsm.migrate"] = true,
                    ["hsm.sealed"] = true, ["hsm.exchange"] = true, ["hsm.archive"] = true,
-                   ["hsm.blobstore"] = true, ["hsm.sks"] = true}
+                   ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)

@@ -1,0 +1,286 @@
+--- hsm.custody: who holds the key of an archive, and the ProtectServer backup/restore recipes
+--- built on it (seed 000). Schemes:
+---   components  the archive key is the XOR of custodians' typed components (ctkmu c -k N)
+---   single      a key generated in the HSM, stored in the archive wrapped under one
+---               custodian's wrapping key (itself from components)
+---   xor         M-of-M: the key split into M share files, all needed
+---   shamir      N-of-M: any N of M share files (Shamir over GF(2^8))
+--- Shares and components exist outside the HSM only in hsm.Secret and in the custodians'
+--- files; the archive key is a session object on each token for the run only.
+local core = require("hsm.core")
+local keys = require("hsm.keys")
+local archive = require("hsm.archive")
+local migrate = require("hsm.migrate")
+local ui = require("hsm.ui")
+
+local M = {}
+
+local function list(s) local t = {} for x in (s or ""):gmatch("[^,]+") do t[#t + 1] = x end return t end
+
+--- Components from the ctx's `components` (and optional `kcvs`) parameters, each confirmed by
+--- its KCV (the recorded value, --yes, or a question on the terminal).
+function M.components(ctx, s)
+  local p = ctx.params
+  local sources = list(p.components)
+  if #sources < 1 then error("components: give one or more of file:PATH or prompt, comma-separated", 0) end
+  local expected = {}
+  for _, kcv in ipairs(list(p.kcvs)) do expected[#expected + 1] = kcv:lower() end
+  if #expected > 0 and #expected ~= #sources then
+    error(("kcvs lists %d check values for %d components"):format(#expected, #sources), 0)
+  end
+  return archive.read_components(s, sources, function(i, kcv)
+    ctx.say("Component %d KCV : %s", i, kcv:upper())
+    if expected[i] then
+      if expected[i] ~= kcv then
+        error(("component %d has KCV %s, the custodian's record says %s"):format(i, kcv:upper(), expected[i]:upper()), 0)
+      end
+      return true
+    end
+    if ctx.yes then return true end
+    local answer = ui.confirm("Is this correct?")
+    if answer == nil then
+      error(("component %d (KCV %s): confirm it with kcvs=... or --yes"):format(i, kcv:upper()), 0)
+    end
+    return answer
+  end)
+end
+
+local USAGE = {W = "CKA_WRAP", U = "CKA_UNWRAP", S = "CKA_SIGN", V = "CKA_VERIFY",
+               E = "CKA_ENCRYPT", D = "CKA_DECRYPT"}
+
+--- The key the components make, on the session's token.
+function M.component_key(ctx, s, label)
+  local p = ctx.params
+  local extra = {}
+  for c in (p.key_attributes or "WU"):gmatch(".") do
+    if not USAGE[c] then error(("key_attributes: '%s' is not one of W U S V E D"):format(c), 0) end
+    extra[USAGE[c]] = true
+  end
+  local comps = M.components(ctx, s)
+  local key, kcv = archive.key_from_components(s, comps, {label = label, token = p.keep_key, attrs = extra})
+  for _, c in ipairs(comps) do c:close() end
+  ctx.say("Key '%s' KCV : %s", label, (kcv or "?"):upper())
+  return key, #comps
+end
+
+local function passphrase(ctx, i)
+  local src = list(ctx.params.passphrases)[i]
+  if not src then return nil end
+  local path = src:match("^file:(.+)$")
+  local sec, err
+  if path then sec, err = core.secret_file(path)
+  elseif src == "prompt" then sec, err = core.secret_prompt(("Passphrase for share %d: "):format(i))
+  else error(("passphrases: expected file:PATH or prompt, got '%s'"):format(src), 0) end
+  if not sec then error(("passphrase %d: %s"):format(i, err), 0) end
+  return sec
+end
+
+local ARCHIVE_KEY = {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false,
+  CKA_PRIVATE = true, CKA_SENSITIVE = true, CKA_WRAP = true, CKA_UNWRAP = true,
+  CKA_ENCRYPT = true, CKA_DECRYPT = false, CKA_EXTRACTABLE = false}
+
+local function import_key(s, secret)
+  local t = {CKA_VALUE = secret, CKA_LABEL = "hsmsh-archive-key"}
+  for k, v in pairs(ARCHIVE_KEY) do t[k] = v end
+  return assert(s:create(t))
+end
+
+--- The archive key for a backup, per scheme. Returns the key and the archive header's
+--- custody facts.
+function M.new_key(ctx, s, scheme)
+  local p = ctx.params
+  if scheme == "components" then
+    local key, n = M.component_key(ctx, s, p.key_label)
+    return key, {scheme = "components", components = n}
+  elseif scheme == "single" then
+    local ckey = M.component_key(ctx, s, p.key_label)
+    local t = {CKA_VALUE_LEN = 32, CKA_LABEL = "hsmsh-archive-key"}
+    for k, v in pairs(ARCHIVE_KEY) do t[k] = v end
+    t.CKA_CLASS, t.CKA_KEY_TYPE, t.CKA_EXTRACTABLE = nil, nil, true
+    local key = assert(s:generate_key("CKM_AES_KEY_GEN", t))
+    local blob = assert(s:wrap("CKM_AES_KEY_WRAP_PAD", ckey, key))
+    local ckcv = keys.kcv(ckey) or archive.value_kcv(s, ckey)
+    if not p.keep_key then ckey:destroy() end
+    return key, {scheme = "single", custodian_kcv = ckcv, archive_key = keys.hex(blob)}
+  end
+  -- xor / shamir: a fresh key straight into locked memory, split, then into the HSM.
+  local n, m = scheme == "xor" and p.m or p.n, p.m
+  if scheme == "shamir" and not (n and m and n >= 2 and n < m and m >= 3) then
+    error(("N of M needs 2 <= n < m and m >= 3 (got n=%s m=%s)"):format(tostring(n), tostring(m)), 0)
+  end
+  if scheme == "xor" and not (m and m >= 2) then error("M of M needs m >= 2", 0) end
+  local secret <close> = assert(s:random_secret(32))
+  local shares = assert(core.split(secret, scheme, n, m, s))
+  for i, sh in ipairs(shares) do
+    sh.passphrase = passphrase(ctx, i)
+    local file = assert(core.share_encode(sh))
+    local path = ("%s/share-%d"):format(p.shares, i)
+    local ok, err = file:write(path)
+    file:close()
+    sh.share:close()
+    if not ok then error(("cannot write share %d: %s"):format(i, err), 0) end
+    ctx.say("wrote %s (share %d of %d%s)", path, i, m, sh.passphrase and ", passphrase-protected" or "")
+  end
+  return import_key(s, secret), {scheme = scheme, threshold = n, count = m,
+                                 set_id = keys.hex(shares[1].set_id)}
+end
+
+--- The archive key for a restore, from what the archive's header says about its custody.
+function M.key_for(ctx, s, custody)
+  local p = ctx.params
+  local scheme = custody and custody.scheme or "components"
+  if scheme == "components" then return (M.component_key(ctx, s, p.key_label)) end
+  if scheme == "single" then
+    local ckey = M.component_key(ctx, s, p.key_label)
+    local blob = custody.archive_key and custody.archive_key:match("^%x+$")
+    local t = {}
+    for k, v in pairs(ARCHIVE_KEY) do t[k] = v end
+    local key, err = blob and s:unwrap("CKM_AES_KEY_WRAP_PAD", ckey, require("hsm").unhex(blob), t)
+    if not p.keep_key then ckey:destroy() end
+    if not key then error("the custodian's key does not unwrap the archive key: wrong components? (" .. tostring(err) .. ")", 0) end
+    return key
+  end
+  local paths = list(p.shares)
+  if #paths == 0 then error("shares: give the share files, comma-separated", 0) end
+  local decoded = {}
+  for i, path in ipairs(paths) do
+    local raw, err = core.secret_read(path)
+    if not raw then error(err, 0) end
+    local d, derr, why = core.share_decode(raw, passphrase(ctx, i))
+    raw:close()
+    if not d then
+      error(("%s: %s%s"):format(path, derr, why == "passphrase" and " (passphrases=file:PATH,...)" or ""), 0)
+    end
+    if custody.set_id and keys.hex(d.set_id) ~= custody.set_id then
+      error(("%s is share %d of another share set, not this archive's"):format(path, d.index), 0)
+    end
+    decoded[#decoded + 1] = d
+  end
+  local secret, err = core.combine(decoded)
+  for _, d in ipairs(decoded) do d.share:close() end
+  if not secret then error(err, 0) end
+  local key = import_key(s, secret)
+  secret:close()
+  return key
+end
+
+-- ------------------------------------------------------------------ the recipes
+
+--- A ProtectServer backup/restore recipe for one custody scheme. spec: {id, version,
+--- description, scheme, params = {extra params}}.
+function M.recipe(spec)
+  local params = {
+    side = {type = "enum", values = {"backup", "restore"}, doc = "which half runs here"},
+    token = {type = "uri", doc = "the token backed up (side=backup) or restored onto (side=restore)"},
+    file = {type = "string", doc = "the archive file"},
+    filter = {type = "string", default = "", doc = "which objects to back up: label=GLOB,id=HEX,class=,type="},
+  }
+  for k, v in pairs(spec.params or {}) do params[k] = v end
+  return {
+    id = spec.id, version = spec.version, description = spec.description,
+    tags = {"backup", "archive", "split", "vendor:thales-protectserver"},
+    requires = {shell = "0.1", mechanisms = {"CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC"}},
+    params = params,
+    phases = {
+      {
+        name = "preflight",
+        plan = function(ctx)
+          local p, st = ctx.params, ctx.state
+          st.s = ctx.token(p.token)
+          if p.side == "backup" then
+            st.filter = migrate.filter(p.filter)
+            local rows, blocked = {}, 0
+            local items = migrate.index(st.s, st.filter)
+            for _, it in ipairs(items) do
+              local cls = it.a.CKA_CLASS
+              if cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY" then
+                it.reason = migrate.blocker(it, {kind = "aes-kwp"}, {})
+              end
+              it.strategy = it.reason and "blocked" or "export"
+              if it.reason then blocked = blocked + 1 end
+              rows[#rows + 1] = migrate.row(it)
+            end
+            ctx.say("%s", ui.table(rows, migrate.columns))
+            ctx.say("%d objects, %d cannot be exported", #items, blocked)
+          else
+            st.parsed = archive.parse(p.file)
+            local h = st.parsed.header
+            ctx.say("archive of token %s (serial %s), %d objects, made %s by hsmsh %s, custody: %s",
+              tostring(h.source and h.source.label), tostring(h.source and h.source.serial), h.objects or 0,
+              os.date("!%Y-%m-%d %H:%M UTC", h.time or 0), tostring(h.hsmsh),
+              tostring(h.custody and h.custody.scheme))
+            local want = h.custody and h.custody.scheme or "components"
+            if want ~= spec.scheme then
+              error(("the archive's key is held by scheme %s; restore it with the matching recipe, not %s")
+                :format(want, spec.id), 0)
+            end
+          end
+        end,
+      },
+      {
+        name = "backup",
+        apply = function(ctx)
+          local p, st = ctx.params, ctx.state
+          if p.side ~= "backup" then return false end
+          local key, custody = M.new_key(ctx, st.s, spec.scheme)
+          local sum = archive.backup(st.s, key, p.file, {filter = st.filter, custody = custody,
+            on_item = function(e)
+              ctx.emit({event = "object", ref = e.ref, status = e.reason and "blocked" or "exported",
+                        reason = e.reason, _order = {"event", "ref", "status"}})
+            end})
+          if not p.keep_key then key:destroy() end
+          ctx.emit({event = "summary", objects = sum.objects, keys = sum.keys, blocked = sum.blocked,
+                    _order = {"event", "objects", "keys", "blocked"}})
+          ctx.say("wrote %s: %d objects (%d keys wrapped, %d not exportable)", p.file, sum.objects,
+                  sum.keys, sum.blocked)
+        end,
+      },
+      {
+        name = "restore",
+        apply = function(ctx)
+          local p, st = ctx.params, ctx.state
+          if p.side ~= "restore" then return false end
+          local key = M.key_for(ctx, st.s, st.parsed.header.custody)
+          local a = archive.open(st.s, key, p.file)      -- the whole file is checked first
+          local plan = archive.plan(st.s, key, a, {previous = ctx.previous})
+          if plan.conflicts > 0 then
+            error(("%d conflict(s): the token holds different objects under the same class, ID and label; nothing was written")
+              :format(plan.conflicts), 0)
+          end
+          local bar = ctx.progress(#plan.items, "restoring")
+          local sum = migrate.apply(plan, {journal = ctx.journal, on_item = function(ev)
+            bar.tick()
+            ev.event, ev._order, ev.ref = "key", {"event", "label", "id", "status", "reason", "kcv"}, nil
+            ctx.emit(ev)
+            if ev.status == "failed" then ctx.say("FAILED %s/%s: %s", ev.label, ev.id, ev.reason) end
+          end})
+          bar.done()
+          if not p.keep_key then key:destroy() end
+          sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
+          ctx.emit(sum)
+          ctx.say("restored %d objects, %d already there, %d blocked (not exported or not restorable), %d failed",
+            sum.migrated, sum.skipped, sum.blocked, sum.failed)
+          if sum.failed > 0 then ctx.status = 1 end
+        end,
+      },
+    },
+  }
+end
+
+--- Parameters of the component-based schemes.
+M.COMPONENT_PARAMS = {
+  components = {type = "string", doc = "the wrapping key's components: file:PATH or prompt, comma-separated"},
+  kcvs = {type = "string", required = false, doc = "the components' check values as the custodians recorded them"},
+  key_label = {type = "string", default = "AES_WRAP", doc = "label of the wrapping key"},
+  key_attributes = {type = "string", default = "WU", doc = "usage of the wrapping key: W U S V (E D make it unsafe)"},
+  keep_key = {type = "boolean", default = false, doc = "keep the wrapping key on the token (ctkmu c does)"},
+}
+
+--- Parameters of the share-based schemes.
+M.SHARE_PARAMS = {
+  shares = {type = "string", doc = "backup: the directory for share-1..m; restore: the share files, comma-separated"},
+  passphrases = {type = "string", required = false,
+                 doc = "per share, in order: file:PATH or prompt (protects the share file)"},
+}
+
+return M

@@ -202,7 +202,7 @@ hsm_tmpl *lhsm_totmpl(lua_State *L, int idx)
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        CK_ATTRIBUTE_TYPE type;
+        CK_ATTRIBUTE_TYPE type = 0;
         char namebuf[40];
         if (lua_isinteger(L, -2))
             type = (CK_ATTRIBUTE_TYPE)lua_tointeger(L, -2);

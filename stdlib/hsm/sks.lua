@@ -83,9 +83,10 @@ function M.extract(s, smk, objects)
   return blobs
 end
 
---- Parses and authenticates a blob with the token's SMK. Returns the entries; raises
---- naming the problem (nothing is created until the whole blob checks out).
-local function open(s, smk, blob)
+--- Parses a blob's framing without trusting it (every length bounded by what is left).
+--- Returns header, entries {a=, check=, blob=}, body (the authenticated part), mac; raises
+--- "SKS blob: ..." naming the problem.
+function M.parse(blob)
   local function bad(msg) error("SKS blob: " .. msg, 0) end
   if type(blob) ~= "string" or #blob < #MAGIC + 4 + 32 then bad("too short") end
   if blob:sub(1, #MAGIC) ~= MAGIC then bad("bad magic (not an SKS blob)") end
@@ -102,24 +103,36 @@ local function open(s, smk, blob)
   end
   local header = json.decode(take())
   if type(header) ~= "table" or header.format ~= "hsmsh-sks" or header.version ~= 1 then bad("bad header") end
+  local count = math.tointeger(header.count)
+  if not count or count < 0 or count > M.MAX_BLOB then bad("bad key count") end
+  local entries = {}
+  for _ = 1, count do
+    local m = json.decode(take())
+    if type(m) ~= "table" or (m.attrs ~= nil and type(m.attrs) ~= "table") then bad("bad manifest") end
+    local ok, a = pcall(attrs.from_data, m.attrs or {})
+    if not ok then bad(tostring(a)) end
+    entries[#entries + 1] = {a = a, check = m.check, blob = take()}
+  end
+  if pos ~= #body + 1 then bad("data after the last key") end
+  return header, entries, body, mac
+end
+
+-- Parses and authenticates a blob with the token's SMK; nothing is created until the
+-- whole blob checks out.
+local function open(s, smk, blob)
+  local header, entries, body, mac = M.parse(blob)
+  local function bad(msg) error("SKS blob: " .. msg, 0) end
   local want = smk_kcv(s, smk)
   if header.smk_kcv and want and header.smk_kcv ~= want then
-    bad(("made under the SMK of KCV %s; this token's SMK is %s"):format(header.smk_kcv, want))
+    bad(("made under the SMK of KCV %s; this token's SMK is %s"):format(tostring(header.smk_kcv), want))
   end
   local mk = type(header.mac_key) == "string" and header.mac_key:match("^%x+$")
-  local mac_key = mk and s:unwrap(MECH, smk, require("hsm").unhex(mk), {CKA_CLASS = "CKO_SECRET_KEY",
+  local mac_key = mk and #mk % 2 == 0 and s:unwrap(MECH, smk, require("hsm").unhex(mk), {CKA_CLASS = "CKO_SECRET_KEY",
     CKA_KEY_TYPE = "CKK_GENERIC_SECRET", CKA_TOKEN = false, CKA_VERIFY = true})
   if not mac_key then bad("its MAC key does not unwrap under this SMK (another SMK, or altered)") end
   local ok = s:verify(MAC, mac_key, body, mac)
   mac_key:destroy()
   if ok ~= true then bad("fails its MAC check (altered or truncated)") end
-  local entries = {}
-  for _ = 1, tonumber(header.count) or 0 do
-    local m = json.decode(take())
-    if type(m) ~= "table" then bad("bad manifest") end
-    entries[#entries + 1] = {a = attrs.from_data(m.attrs or {}), check = m.check, blob = take()}
-  end
-  if pos ~= #body + 1 then bad("data after the last key") end
   return entries
 end
 

@@ -10,7 +10,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
 secs=${FUZZ_SECONDS:-60}
-targets=(fuzz_share fuzz_combine)
+targets=(fuzz_share fuzz_combine fuzz_parsers)
 
 for tool in clang cmake; do
   command -v "$tool" >/dev/null || { echo "fuzz: $tool not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
@@ -23,6 +23,27 @@ work=$build/fuzz
 rm -rf "$work/seeds"
 mkdir -p "$work"
 "$build/tests/fuzz/fuzz_seeds" "$work/seeds"
+# fuzz_parsers starts from a real archive and a real SKS blob, made by hsmsh (the main build)
+# on a throwaway SoftHSM2 token.
+mkdir -p "$work/seeds/fuzz_parsers"
+hsmsh=${HSMSH:-$root/build/hsmsh}
+if [ -x "$hsmsh" ]; then
+  tok=$(mktemp -d)
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tok" > "$tok/conf"
+  SOFTHSM2_CONF=$tok/conf softhsm2-util --init-token --free --label seed --pin 1234 --so-pin 12345678 >/dev/null
+  SOFTHSM2_CONF=$tok/conf "$hsmsh" -e "
+    local hsm, archive, sks = require('hsm'), require('hsm.archive'), require('hsm.sks')
+    local s = hsm.token('pkcs11:token=seed?pin-value=1234')
+    assert(s:generate{type='AES', bits=128, label='k', CKA_EXTRACTABLE=true, CKA_ENCRYPT=true, CKA_DECRYPT=true})
+    assert(s:create{CKA_CLASS='CKO_DATA', CKA_TOKEN=true, CKA_LABEL='d', CKA_VALUE='v'})
+    local key = assert(s:generate{type='AES', bits=256, token=false, CKA_WRAP=true, CKA_UNWRAP=true})
+    archive.backup(s, key, '$work/seeds/fuzz_parsers/archive')
+    local smk = sks.smk(s)
+    local f = assert(io.open('$work/seeds/fuzz_parsers/sks', 'wb'))
+    f:write(sks.extract(s, smk, {assert(s:generate{type='AES', bits=128, token=false, CKA_EXTRACTABLE=true})})[1])
+    f:close()"
+  rm -rf "$tok"
+fi
 
 status=0
 for t in "${targets[@]}"; do

@@ -225,8 +225,9 @@ static int l_pem_decode(lua_State *L)
     return 2;
 }
 
-/* core.append_synced(path, text) -> true | nil, err: appends and fsyncs before returning, so a
- * journal entry written is a journal entry kept, whatever happens to the process next. */
+/* core.append_synced(path, text, [sync=true]) -> true | nil, err: appends and (unless sync is
+ * false) fsyncs before returning, so a journal entry written is a journal entry kept,
+ * whatever happens to the process next. */
 static int l_append_synced(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -248,7 +249,7 @@ static int l_append_synced(lua_State *L)
         }
         off += (size_t)n;
     }
-    if (fsync(fd) != 0) {
+    if ((lua_isnoneornil(L, 3) || lua_toboolean(L, 3)) && fsync(fd) != 0) {
         int e = errno;
         close(fd);
         errno = e;

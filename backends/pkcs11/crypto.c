@@ -143,10 +143,25 @@ int hsm_random(hsm_session *s, unsigned char *out, size_t n, hsm_err *err)
 int hsm_wrap(hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
              unsigned char **out, size_t *outlen, hsm_err *err)
 {
-    CK_ULONG len = 0;
     *out = NULL;
     *outlen = 0;
-    CK_RV rv = F(s)->C_WrapKey(s->h, mech, wrapping, key, NULL, &len);
+    /* One call into a buffer that fits any symmetric key or a PKCS#8 key up to RSA-8192 or
+     * so; the size query (which makes some modules wrap twice) only when it is too short. */
+    CK_ULONG len = 4096;
+    unsigned char *first = malloc(len);
+    if (!first)
+        return hsm_err_set(err, "out of memory");
+    CK_RV rv = F(s)->C_WrapKey(s->h, mech, wrapping, key, first, &len);
+    if (rv == CKR_OK) {
+        *out = first;
+        *outlen = len;
+        return 0;
+    }
+    free(first);
+    if (rv != CKR_BUFFER_TOO_SMALL)
+        return hsm_err_rv(err, "C_WrapKey", rv);
+    len = 0;
+    rv = F(s)->C_WrapKey(s->h, mech, wrapping, key, NULL, &len);
     if (rv != CKR_OK)
         return hsm_err_rv(err, "C_WrapKey", rv);
     unsigned char *buf = malloc(len ? len : 1);

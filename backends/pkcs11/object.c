@@ -143,6 +143,47 @@ int hsm_get_one(hsm_session *s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, hsm_
     return fetch_one(s, o, type, a.ulValueLen, out, why, err);
 }
 
+/* Reads the values of the plain (non-array) attributes whose lengths the probe found, in one
+ * call, into out. Returns 1 when all were read, 0 when the module refused the batch (out
+ * unchanged; the caller reads them one by one), -1 when out of memory. */
+static int get_plain_batch(hsm_session *s, CK_OBJECT_HANDLE o, const CK_ATTRIBUTE *probe,
+                           size_t m, hsm_tmpl *out)
+{
+    CK_ATTRIBUTE *b = calloc(m ? m : 1, sizeof *b);
+    if (!b)
+        return -1;
+    size_t nb = 0, total = 0;
+    for (size_t i = 0; i < m; i++)
+        if (probe[i].ulValueLen != CK_UNAVAILABLE_INFORMATION &&
+            hsm_attr_type(probe[i].type) != HSM_AT_ATTRS) {
+            b[nb].type = probe[i].type;
+            b[nb].ulValueLen = probe[i].ulValueLen;
+            total += probe[i].ulValueLen;
+            nb++;
+        }
+    unsigned char *buf = malloc(total ? total : 1);
+    if (!buf) {
+        free(b);
+        return -1;
+    }
+    for (size_t i = 0, off = 0; i < nb; off += b[i].ulValueLen, i++)
+        b[i].pValue = buf + off;
+    CK_RV rv = F(s)->C_GetAttributeValue(s->h, o, b, nb);
+    int ok = rv == CKR_OK;
+    for (size_t i = 0; ok && i < nb; i++)
+        ok = b[i].ulValueLen != CK_UNAVAILABLE_INFORMATION;
+    int r = ok ? 1 : 0;
+    for (size_t i = 0; ok && i < nb; i++)
+        if (hsm_tmpl_add(out, b[i].type, b[i].pValue, b[i].ulValueLen) != 0) {
+            r = -1;
+            break;
+        }
+    explicit_bzero(buf, total ? total : 1);
+    free(buf);
+    free(b);
+    return r;
+}
+
 int hsm_get_all(hsm_session *s, CK_OBJECT_HANDLE o, hsm_tmpl *out, hsm_err *err)
 {
     CK_OBJECT_CLASS cls;
@@ -169,12 +210,21 @@ int hsm_get_all(hsm_session *s, CK_OBJECT_HANDLE o, hsm_tmpl *out, hsm_err *err)
         free(probe);
         return hsm_err_rv(err, "C_GetAttributeValue", rv);
     }
-    int r = 0;
+    /* Every plain value in one more call (a token object read costs file I/O per call on
+     * some modules: SoftHSM2 reopens the object's file each time). Attribute arrays need two
+     * levels, so they come one by one; so does everything when the batch is refused. */
+    int r = get_plain_batch(s, o, probe, m, out);
+    if (r < 0)
+        hsm_err_set(err, "out of memory");
     for (i = 0; i < m && r >= 0; i++) {
         if (probe[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
             continue;
+        if (r == 1 && hsm_attr_type(probe[i].type) != HSM_AT_ATTRS)
+            continue;   /* read by the batch */
         CK_RV why;
-        r = fetch_one(s, o, probe[i].type, probe[i].ulValueLen, out, &why, err);
+        int one = fetch_one(s, o, probe[i].type, probe[i].ulValueLen, out, &why, err);
+        if (one < 0)
+            r = -1;
     }
     free(probe);
     return r < 0 ? -1 : 0;

@@ -16,10 +16,12 @@ for name, oid in pairs(M.curves) do curve_bits[oid] = tonumber(name:match("^P%-(
 
 --- Key check value (hex): AES: AES-ECB(key, 0^16)[1..3]; DES3: 3DES-ECB(key, 0^8)[1..3];
 --- otherwise CKA_CHECK_VALUE where the module provides it. nil when none can be had.
-function M.kcv(obj)
-  local kt = obj.key_type
+--- a: the object's attributes when the caller has read them already (saves the reads).
+function M.kcv(obj, a)
+  local kt = a and a.CKA_KEY_TYPE or obj.key_type
   local s = obj:session()
-  if obj.class == "CKO_SECRET_KEY" and obj.encrypt then
+  local cls = a and a.CKA_CLASS or obj.class
+  if cls == "CKO_SECRET_KEY" and (a and a.CKA_ENCRYPT or not a and obj.encrypt) then
     local mech, block = nil, nil
     if kt == "CKK_AES" then mech, block = "CKM_AES_ECB", ("\0"):rep(16)
     elseif kt == "CKK_DES3" or kt == "CKK_DES2" then mech, block = "CKM_DES3_ECB", ("\0"):rep(8) end
@@ -28,7 +30,7 @@ function M.kcv(obj)
       if c then return hex(c:sub(1, 3)) end
     end
   end
-  local cv = obj:get("CKA_CHECK_VALUE")
+  local cv = a and a.CKA_CHECK_VALUE or not a and obj:get("CKA_CHECK_VALUE")
   if cv and #cv > 0 then return hex(cv) end
   return nil
 end

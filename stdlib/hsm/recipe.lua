@@ -132,9 +132,11 @@ end
 --- run appends to the journal it resumes.
 local function open_journal(path, rec, params, resumed)
   if not path then return function() end end
-  local function write(ev)
+  -- lazy: an entry that records what already happened (the next synced entry, or the
+  -- check a resume makes anyway, covers its loss); intents are always synced.
+  local function write(ev, lazy)
     ev.time = os.time()
-    local ok, err = core.append_synced(path, json.encode(ev) .. "\n")
+    local ok, err = core.append_synced(path, json.encode(ev) .. "\n", not lazy)
     if not ok then error(("cannot write journal %s: %s"):format(path, err), 0) end
   end
   write({event = resumed and "resume" or "start", recipe = rec.id, version = rec.version,

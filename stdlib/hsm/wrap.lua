@@ -83,10 +83,14 @@ function M.kat(s, mech)
   return res
 end
 
---- The module's mechanisms on a session's slot, as a set {CKM_X = flags}.
+local mech_cache = setmetatable({}, {__mode = "k"})   -- per session
+
+--- The module's mechanisms on a session's slot, as a set {CKM_X = flags} (asked once).
 function M.mechanisms(s)
+  if mech_cache[s] then return mech_cache[s] end
   local set = {}
   for _, m in ipairs(s:module():mechanisms(s:slot()) or {}) do set[m.name] = m.flags or {} end
+  mech_cache[s] = set
   return set
 end
 
@@ -120,6 +124,7 @@ end
 local EPHEMERAL = {CKA_TOKEN = false, CKA_PRIVATE = true, CKA_SENSITIVE = true,
                    CKA_ENCRYPT = false, CKA_DECRYPT = false, CKA_SIGN = false, CKA_VERIFY = false}
 
+--- The template of a short-lived AES key that only wraps or unwraps (a session object).
 local function ephemeral_template(extra)
   local t = {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES"}
   for k, v in pairs(EPHEMERAL) do t[k] = v end
@@ -127,7 +132,11 @@ local function ephemeral_template(extra)
   return t
 end
 
+M.ephemeral_template = ephemeral_template
+
 local function oaep(opts) return {"CKM_RSA_PKCS_OAEP", hash = opts.hash or "sha1"} end
+
+local modulus_len = setmetatable({}, {__mode = "k"})   -- per private key object
 
 local function native(s, opts)
   return not opts.compose and (M.mechanisms(s).CKM_RSA_AES_KEY_WRAP or {}).CKF_WRAP
@@ -159,7 +168,8 @@ function M.rsa_aes_unwrap(s, priv, blob, template, opts)
     return s:unwrap({"CKM_RSA_AES_KEY_WRAP", aes_bits = 256, hash = opts.hash or "sha1"}, priv,
                     blob, template)
   end
-  local n = #(priv:get("CKA_MODULUS") or "")
+  local n = modulus_len[priv] or #(priv:get("CKA_MODULUS") or "")
+  modulus_len[priv] = n
   if n == 0 or #blob <= n + 8 then
     return nil, ("RSA-AES blob of %d bytes is too short for a %d-bit RSA key"):format(#blob, n * 8)
   end

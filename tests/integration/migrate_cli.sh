@@ -52,7 +52,7 @@ blue_before=$(inventory "$BLUE" "$SOFTHSM2_CONF")
 # ---- plan only ----
 h run generic/migrate from="$BLUE" to="$GREEN" --dry-run; rc_is 0
 has err "plan: 11 to wrap, 11 to copy, 0 already there, 3 blocked, 0 conflicts"
-has err "rsa-aes/oaep-sha1 (composed)"
+has err "rsa-aes/oaep-sha1 (composed: one AES-256 key per run"
 has err "not extractable"
 check "dry run writes nothing on green" [ "$(count "$GREEN")" -eq 0 ]
 h run generic/migrate from="$BLUE" to="$GREEN" --dry-run --json; rc_is 0

@@ -43,7 +43,7 @@ return {
       name = "plan",
       plan = function(ctx)
         local st = setup(ctx)
-        st.source_before = migrate.fingerprint(st.src)
+        st.source_before = migrate.fingerprint(st.plan.all_src)
         local rows = {}
         for _, it in ipairs(st.plan.items) do
           local r = migrate.row(it)

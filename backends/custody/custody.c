@@ -374,7 +374,7 @@ int hsm_split(hsm_scheme scheme, const unsigned char *secret, size_t len, unsign
         bufs[i] = out[i].bytes;
     int r = scheme == HSM_SCHEME_XOR ? hsm_xor_split(secret, len, m, bufs, rng, rng_ctx, err)
                                      : hsm_shamir_split(secret, len, n, m, bufs, rng, rng_ctx, err);
-    unsigned char check[HSM_SHARE_SET_CHECK_LEN];
+    unsigned char check[HSM_SHARE_SET_CHECK_LEN] = {0};
     if (r == 0)
         r = hsm_set_check(secret, len, out[0].set_id, check, err);
     if (r != 0) {
@@ -455,7 +455,7 @@ int hsm_combine(const hsm_share *shares, size_t k, unsigned char **secret, size_
     unsigned char *out = hsm_secure_alloc(n);
     if (!out)
         return fail(err, "out of memory");
-    unsigned char check[HSM_SHARE_SET_CHECK_LEN];
+    unsigned char check[HSM_SHARE_SET_CHECK_LEN] = {0};
     if (recover(shares, k, out, err) != 0 || hsm_set_check(out, n, shares[0].set_id, check, err) != 0) {
         hsm_secure_free(out, n);
         return -1;

@@ -260,6 +260,51 @@ static int l_append_synced(lua_State *L)
     return 1;
 }
 
+/* core.hex(bytes) -> lower-case hex (public data: IDs, KCVs, digests, wrapped blobs) */
+static int l_hex(lua_State *L)
+{
+    size_t len;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    static const char digits[] = "0123456789abcdef";
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len * 2);
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    luaL_pushresultsize(&b, len * 2);
+    return 1;
+}
+
+static int nibble(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* core.unhex(text) -> bytes | nil when text is not an even number of hex digits */
+static int l_unhex(lua_State *L)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, 1, &len);
+    if (len % 2) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len / 2);
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = nibble((unsigned char)p[2 * i]), lo = nibble((unsigned char)p[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            lua_pushnil(L);
+            return 1;
+        }
+        out[i] = (char)(hi << 4 | lo);
+    }
+    luaL_pushresultsize(&b, len / 2);
+    return 1;
+}
+
 /* core.now() -> monotonic seconds (float), for rates and durations */
 static int l_now(lua_State *L)
 {
@@ -294,7 +339,7 @@ int luaopen_hsm_core(lua_State *L)
         {"lab_dir", l_lab_dir}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
         {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256},
         {"spki_attrs", l_spki_attrs}, {"pem_encode", l_pem_encode}, {"pem_decode", l_pem_decode},
-        {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now},
+        {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now}, {"hex", l_hex}, {"unhex", l_unhex},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, HSMSH_VERSION);

@@ -57,17 +57,26 @@ int hsm_crypt(hsm_session *s, hsm_op op, CK_MECHANISM *mech, CK_OBJECT_HANDLE ke
             return hsm_err_rv(err, "C_Login", rv);
         }
     }
-    /* Size query, then the operation; both belong to the same active operation. */
-    CK_ULONG len = 0;
-    rv = run(s->h, (CK_BYTE *)in, inlen, NULL, &len);
-    if (rv != CKR_OK)
-        return hsm_err_rv(err, names[op][1], rv);
-    unsigned char *buf = malloc(len ? len : 1);
+    /* One call into a buffer that fits the usual output (padding, tag, an RSA-8192 signature);
+     * on CKR_BUFFER_TOO_SMALL the operation stays active and is run again at the size the
+     * module named. (A size query first would make some modules do the work twice.) */
+    CK_ULONG len = inlen + 1024;
+    unsigned char *buf = malloc(len);
     if (!buf) {
         run(s->h, NULL, 0, NULL, NULL);   /* ends the operation (fails, which is fine) */
         return hsm_err_set(err, "out of memory");
     }
     rv = run(s->h, (CK_BYTE *)in, inlen, buf, &len);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+        unsigned char *bigger = realloc(buf, len ? len : 1);
+        if (!bigger) {
+            free(buf);
+            run(s->h, NULL, 0, NULL, NULL);
+            return hsm_err_set(err, "out of memory");
+        }
+        buf = bigger;
+        rv = run(s->h, (CK_BYTE *)in, inlen, buf, &len);
+    }
     if (rv != CKR_OK) {
         free(buf);
         return hsm_err_rv(err, names[op][1], rv);

@@ -221,6 +221,13 @@ int hsm_get_all(hsm_session *s, CK_OBJECT_HANDLE o, hsm_tmpl *out, hsm_err *err)
             continue;
         if (r == 1 && hsm_attr_type(probe[i].type) != HSM_AT_ATTRS)
             continue;   /* read by the batch */
+        if (hsm_attr_type(probe[i].type) == HSM_AT_ATTRS && probe[i].ulValueLen == 0) {
+            hsm_tmpl empty;   /* an empty attribute array: nothing to read */
+            hsm_tmpl_init(&empty);
+            if (hsm_tmpl_add_tmpl(out, probe[i].type, &empty) != 0)
+                r = hsm_err_set(err, "out of memory");
+            continue;
+        }
         CK_RV why;
         int one = fetch_one(s, o, probe[i].type, probe[i].ulValueLen, out, &why, err);
         if (one < 0)

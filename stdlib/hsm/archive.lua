@@ -106,7 +106,8 @@ end
 local function record(kind, payload) return string.pack(">c1I4", kind, #payload) .. payload end
 
 --- Backs up every (filtered) object of src into path. key: the archive key on src (wrap=true).
---- opts: {filter=predicate, custody={...header facts about the key's custody}, on_item=fn}.
+--- opts: {filter=predicate, custody={...header facts about the key's custody}, on_item=fn,
+--- items=, all_items= (migrate.index's two lists, when the caller has them already)}.
 --- Returns {objects=, keys=, blocked=}. The file appears only when complete and authenticated.
 function M.backup(src, key, path, opts)
   opts = opts or {}
@@ -116,7 +117,8 @@ function M.backup(src, key, path, opts)
                                       CKA_EXTRACTABLE = true, CKA_SIGN = true, CKA_VERIFY = true})
   local mac_blob, err = src:wrap(WRAP_MECH, key, mac_key)
   if not mac_blob then error("cannot wrap the MAC key under the archive key: " .. tostring(err), 0) end
-  local items, all = migrate.index(src, opts.filter)
+  local items, all = opts.items, opts.all_items
+  if not items then items, all = migrate.index(src, opts.filter) end
   local pubs = {}
   for _, it in ipairs(all) do
     if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
@@ -149,7 +151,7 @@ function M.backup(src, key, path, opts)
           if not blob then entry.reason = "wrap failed: " .. tostring(berr) end
         end
         if blob then
-          local ev = migrate.evidence(src, it.obj, it.a, function(id) return pubs[id] end)
+          local ev = migrate.evidence(src, it.obj, it.a, function(id) return pubs[id] end, true)
           entry.evidence = ev and attrs.to_data(ev) or nil
           entry.blob = #blob
           sum.keys = sum.keys + 1

@@ -1,6 +1,8 @@
 --- hsm.attrs: an object's attributes as data — captured from one token, turned into the
 --- template that recreates the object on another (through each module's quirks), and
 --- compared afterwards. Key material is never captured (hsm.Object:attrs never reads it).
+local core = require("hsm.core")
+
 local M = {}
 
 --- Set by the token when it creates or unwraps a key, so they may differ after a migration;
@@ -92,7 +94,7 @@ end
 function M.show(v)
   if type(v) == "string" then
     if v:match("^CK[AOKMC]_") or v:match("^[%w%-%._ ]*$") then return v end
-    return (v:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+    return core.hex(v)
   elseif type(v) == "table" then return ("{%d}"):format(#v) end
   return tostring(v)
 end
@@ -101,7 +103,7 @@ end
 --- lists and nested templates recurse. from_data is the inverse.
 function M.to_data(v)
   if type(v) == "string" then
-    return "x:" .. v:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+    return "x:" .. core.hex(v)
   elseif type(v) == "table" then
     local t = {}
     for k, x in pairs(v) do t[k] = M.to_data(x) end
@@ -113,9 +115,9 @@ end
 
 function M.from_data(v)
   if type(v) == "string" then
-    local h = v:match("^x:(%x*)$")
-    if not h or #h % 2 ~= 0 then error(("bad attribute value in manifest: %q"):format(v:sub(1, 40)), 0) end
-    return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
+    local bytes = v:sub(1, 2) == "x:" and core.unhex(v:sub(3))
+    if not bytes then error(("bad attribute value in manifest: %q"):format(v:sub(1, 40)), 0) end
+    return bytes
   elseif type(v) == "table" then
     local t = {}
     for k, x in pairs(v) do t[k] = M.from_data(x) end

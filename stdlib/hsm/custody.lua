@@ -190,7 +190,8 @@ function M.recipe(spec)
           if p.side == "backup" then
             st.filter = migrate.filter(p.filter)
             local rows, blocked = {}, 0
-            local items = migrate.index(st.s, st.filter)
+            local items, all = migrate.index(st.s, st.filter)
+            st.items, st.all_items = items, all
             for _, it in ipairs(items) do
               local cls = it.a.CKA_CLASS
               if cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY" then
@@ -223,7 +224,7 @@ function M.recipe(spec)
           local p, st = ctx.params, ctx.state
           if p.side ~= "backup" then return false end
           local key, custody = M.new_key(ctx, st.s, spec.scheme)
-          local sum = archive.backup(st.s, key, p.file, {filter = st.filter, custody = custody,
+          local sum = archive.backup(st.s, key, p.file, {items = st.items, all_items = st.all_items, custody = custody,
             on_item = function(e)
               ctx.emit({event = "object", ref = e.ref, status = e.reason and "blocked" or "exported",
                         reason = e.reason, _order = {"event", "ref", "status"}})

@@ -171,8 +171,7 @@ Object.describe = keys.describe
 
 M.hex = keys.hex
 function M.unhex(h)
-  if #h % 2 ~= 0 or h:find("[^%x]") then error("not a hex string: " .. h, 2) end
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+  return core.unhex(h) or error("not a hex string: " .. h, 2)
 end
 
 return M

@@ -5,7 +5,7 @@ local core = require("hsm.core")
 local M = {}
 
 --- Lower-case hex of a byte string (IDs, KCVs, digests: never key material).
-function M.hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+M.hex = core.hex
 local hex = M.hex
 
 --- DER CKA_EC_PARAMS (namedCurve OIDs) by curve name, and each curve's size in bits.

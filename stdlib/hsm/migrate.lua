@@ -482,8 +482,13 @@ end
 --- prove a key without the source at hand (as seed 002 tests 3DES "by cross-encryption"):
 --- secret keys: a random plaintext and its ciphertext, or data and its MAC; key pairs: the
 --- source public key (SPKI) to verify a signature the destination makes. Plain data only.
-function M.evidence(src, obj, a, pub_of)
+--- kcv_is_enough: for block-cipher keys that can encrypt, the KCV (each token encrypting a
+--- zero block) is already an operation checked on both sides; archives rely on it.
+function M.evidence(src, obj, a, pub_of, kcv_is_enough)
   local cls, kt = a.CKA_CLASS, a.CKA_KEY_TYPE
+  if kcv_is_enough and cls == "CKO_SECRET_KEY" and BLOCK[kt] and a.CKA_ENCRYPT then
+    return {kind = "kcv"}
+  end
   local data = assert(src:random(32))
   if cls == "CKO_SECRET_KEY" then
     local b = BLOCK[kt]
@@ -507,6 +512,7 @@ end
 --- Checks a destination key against the source's evidence. Returns how; raises on mismatch.
 function M.check_evidence(dst, d_obj, a, ev)
   if not ev then return "check value only (no operation recorded on the source)" end
+  if ev.kind == "kcv" then return "KCV: the same zero block encrypted on both tokens" end
   if ev.kind == "decrypt" then
     local p, err = dst:decrypt({ev.mech, iv = ev.iv}, d_obj, ev.ciphertext)
     if p ~= ev.plaintext then error("the destination does not decrypt the source's ciphertext: " .. tostring(err), 0) end
@@ -627,7 +633,6 @@ local function run_item(plan, it, journal)
       end
       error(tostring(err), 0)
     end
-    journal({event = "step", ref = it.ref, step = "created"}, true)
     local sok, r = pcall(settle, plan, it, obj)
     if not sok then
       journal({event = "step", ref = it.ref, step = "destroy-mismatch"})

@@ -54,7 +54,7 @@ local AUTH_FAILURE = {CKR_ENCRYPTED_DATA_INVALID = true, CKR_GENERAL_ERROR = tru
 --- CKA_ALLOWED_MECHANISMS leave out ECB and no CKA_CHECK_VALUE).
 local function kcv_bytes(key)
   local k = keys.kcv(key)
-  return k and (k:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) or ""
+  return k and core.unhex(k) or ""
 end
 
 local function dirname(path)

@@ -9,7 +9,7 @@ local core = require("hsm.core")
 local keys = require("hsm.keys")
 
 local M = {}
-local unhex = function(h) return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end)) end
+local unhex = core.unhex
 
 -- Known answers. RFC 3394 §4.1 and §4.6, RFC 5649 §6; the 16-byte KWP case has no RFC vector
 -- and was computed with OpenSSL 3's AES-192-WRAP-PAD (an independent implementation).

@@ -99,4 +99,121 @@ int hsm_pem_encode(const char *label, const unsigned char *der, size_t len, char
 int hsm_pem_decode(const char *pem, size_t len, char *label_out, size_t lablen,
                    unsigned char **der, size_t *derlen, hsm_err *err);
 
+/* ------------------------------------------------------------ CSRs, issued certificates, chains
+ * For HSM identities (ProtectServer owner and identity certificates, seed 001): an owner CA
+ * whose key never leaves its HSM signs the identity certificates of other HSMs from their
+ * PKCS#10 requests, themselves signed on the requesting HSM. Every signature is made through
+ * an hsm_raw_signer and checked with the expected public key before anything is returned. */
+
+/* A subject or issuer name: CN (required, 1 to 64 characters of UTF-8), and optionally
+ * serialNumber (2.5.4.5, 1 to 64 PrintableString characters: the HSM's serial number) and
+ * O. Encoded as O, CN, serialNumber (printed RFC 2253 style in reverse). NULL or "" = absent. */
+typedef struct hsm_x509_name {
+    const char *cn;
+    const char *serial;
+    const char *org;
+} hsm_x509_name;
+
+/* What a DER blob is, told apart by its outer structure only (nothing is verified). */
+typedef enum hsm_der_kind {
+    HSM_DER_UNKNOWN = 0,
+    HSM_DER_SPKI,   /* SubjectPublicKeyInfo */
+    HSM_DER_CSR,    /* PKCS#10 CertificationRequest */
+    HSM_DER_CERT,   /* X.509 Certificate */
+} hsm_der_kind;
+hsm_der_kind hsm_der_kind_of(const unsigned char *der, size_t len);
+
+/* A PKCS#10 request (version 1, no attributes) for the key of spki with the given subject,
+ * signed by sign(ctx, ...) with the private key of spki (ecdsa-with-SHA* or sha*WithRSA
+ * by hash, NULL = "sha256") and checked against spki before returning. */
+int hsm_csr_build(const hsm_x509_name *subject, const unsigned char *spki, size_t spkilen,
+                  const char *hash, hsm_raw_signer sign, void *ctx, unsigned char **der,
+                  size_t *derlen, hsm_err *err);
+
+/* A parsed CSR. Strings are "" when the attribute is absent; spki is malloc'd. */
+typedef struct hsm_csr_details {
+    char subject[1024];        /* RFC 2253 */
+    char cn[512], serial[512], org[512];
+    unsigned char *spki;       /* DER SubjectPublicKeyInfo, byte for byte as in the CSR */
+    size_t spkilen;
+    int valid;                 /* 1: the self-signature verifies with the CSR's key */
+    char why[200];             /* valid == 0: why not */
+} hsm_csr_details;
+/* Parses a DER CSR (exactly len bytes) and checks its signature. A CSR that parses but does
+ * not verify is not an error: valid = 0 and why says so. Free with hsm_csr_details_free. */
+int hsm_csr_info(const unsigned char *der, size_t len, hsm_csr_details *out, hsm_err *err);
+void hsm_csr_details_free(hsm_csr_details *d);
+
+/* Options of a certificate made by hsm_cert_issue or hsm_x509_self_signed_ex. Zero-initialize,
+ * then set what you need. Profiles:
+ *   ca = 1: basicConstraints critical CA:TRUE (pathLenConstraint = pathlen unless pathlen < 0),
+ *           keyUsage critical keyCertSign, cRLSign;
+ *   ca = 0: basicConstraints critical CA:FALSE, keyUsage critical digitalSignature plus
+ *           keyAgreement for EC keys (an identity: signs and agrees keys);
+ * always subjectKeyIdentifier (SHA-1 of the key bits) and authorityKeyIdentifier (the issuer's
+ * subjectKeyIdentifier, or its own for a self-signed certificate). */
+typedef struct hsm_cert_opts {
+    const unsigned char *serial;   /* big-endian, positive, 1 to 20 bytes; NULL = random 128-bit */
+    size_t serial_len;
+    long long not_before;          /* unix time; 0 = now */
+    long days;                     /* notAfter = notBefore + days (>= 1) */
+    const char *hash;              /* "sha256" "sha384" "sha512"; NULL = "sha256" */
+    int ca;
+    int pathlen;                   /* ca only: pathLenConstraint (zero-initialized: 0, the
+                                      CA certifies end entities only); < 0 = none */
+} hsm_cert_opts;
+
+/* Like hsm_x509_self_signed, with a full subject name and opts (e.g. an owner CA: ca = 1). */
+int hsm_x509_self_signed_ex(const unsigned char *spki, size_t spkilen,
+                            const hsm_x509_name *subject, const hsm_cert_opts *opts,
+                            hsm_raw_signer sign, void *ctx, unsigned char **der, size_t *derlen,
+                            hsm_err *err);
+
+/* Who a certificate is for: a DER CSR (its signature must verify; its subject is used unless
+ * name.cn is set, which replaces it; its extension requests are ignored), or, when csr is
+ * NULL, a DER SubjectPublicKeyInfo and name (name.cn required). */
+typedef struct hsm_cert_subject {
+    const unsigned char *csr;
+    size_t csrlen;
+    const unsigned char *spki;
+    size_t spkilen;
+    hsm_x509_name name;
+} hsm_cert_subject;
+
+/* A certificate for subj issued by the CA certificate issuer (DER): issuer name from it,
+ * signed by sign(ctx, ...) with the issuer's private key and checked against the issuer's
+ * public key before returning. The issuer must be a CA (basicConstraints CA:TRUE and, when it
+ * has keyUsage, keyCertSign); a CA certificate cannot come from an issuer with pathlen 0. */
+int hsm_cert_issue(const hsm_cert_subject *subj, const unsigned char *issuer, size_t issuerlen,
+                   const hsm_cert_opts *opts, hsm_raw_signer sign, void *ctx,
+                   unsigned char **der, size_t *derlen, hsm_err *err);
+
+/* Everything hsm_cert_inspect reads from a certificate. Strings are "" when absent. */
+typedef struct hsm_cert_details {
+    char subject[1024], issuer[1024];                   /* RFC 2253 */
+    char cn[512], org[512], subject_serial[512];        /* the subject's attributes */
+    char issuer_cn[512];
+    char serial[132];                                   /* certificate serial, lowercase hex */
+    char sig_alg[64];                                   /* "ecdsa-with-SHA512" ... */
+    long long not_before, not_after;                    /* unix times */
+    int is_ca;                                          /* basicConstraints CA:TRUE */
+    int pathlen;                                        /* -1 when none */
+    int has_key_usage;
+    unsigned key_usage;                                 /* KU_ bits of x509v3.h */
+    unsigned char ski[64], aki[64];                     /* key identifiers (aki: keyid only) */
+    size_t skilen, akilen;                              /* 0 when absent */
+    unsigned char *spki;                                /* malloc'd DER SubjectPublicKeyInfo */
+    size_t spkilen;
+} hsm_cert_details;
+int hsm_cert_inspect(const unsigned char *der, size_t len, hsm_cert_details *out, hsm_err *err);
+void hsm_cert_details_free(hsm_cert_details *d);
+
+/* 0 when the DER certificate leaf chains to the DER certificate ca, taken as the trust anchor,
+ * at unix time at (0 = now); else -1 and a message that starts with why: "signature: ...",
+ * "expired: ...", "not yet valid: ...", "not a CA: ...", "issuer mismatch: ..." or
+ * "invalid: ..." (anything else OpenSSL refuses). The anchor's validity period is checked
+ * too, and so is its self-signature when it is self-signed. */
+int hsm_cert_verify_chain(const unsigned char *leaf, size_t leaflen, const unsigned char *ca,
+                          size_t calen, long long at, hsm_err *err);
+
 #endif

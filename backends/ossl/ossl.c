@@ -915,6 +915,13 @@ typedef struct cert_spec {
     long days;
     int ca;          /* basicConstraints cA */
     int key_usage;   /* KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN ... (x509v3.h) */
+    /* For CA and issued certificates; all zero keeps the plain self-signed defaults. */
+    const unsigned char *serial;   /* big-endian; NULL = random 128-bit */
+    size_t serial_len;
+    long long not_before;          /* unix time; 0 = now */
+    int pathlen;                   /* ca only: >= 0 sets pathLenConstraint */
+    enum { AKID_NONE, AKID_SELF, AKID_GIVEN } akid_mode;   /* authorityKeyIdentifier */
+    const ASN1_OCTET_STRING *akid; /* AKID_GIVEN: the issuer's key identifier */
 } cert_spec;
 
 static int add_ext(X509 *x, int nid, void *value, int critical, hsm_err *err)
@@ -933,27 +940,36 @@ static X509 *cert_build(const cert_spec *cs, hsm_err *err)
     BASIC_CONSTRAINTS *bc = NULL;
     ASN1_BIT_STRING *ku = NULL;
     ASN1_OCTET_STRING *ski = NULL;
+    AUTHORITY_KEYID *akid = NULL;
     int ok = 0;
     if (!x) {
         nomem(err);
         goto out;
     }
 
-    /* random positive 128-bit serial with its top byte in 0x40..0x7f: always 16 bytes */
+    /* the caller's serial, or a random positive 128-bit one with its top byte in
+     * 0x40..0x7f: always 16 bytes */
     unsigned char sn[16];
-    if (RAND_bytes(sn, sizeof sn) != 1) {
-        ofail(err, "cannot draw a random serial number");
-        goto out;
+    const unsigned char *snp = cs->serial;
+    size_t snlen = cs->serial_len;
+    if (!snp) {
+        if (RAND_bytes(sn, sizeof sn) != 1) {
+            ofail(err, "cannot draw a random serial number");
+            goto out;
+        }
+        sn[0] = (unsigned char)((sn[0] & 0x3f) | 0x40);
+        snp = sn;
+        snlen = sizeof sn;
     }
-    sn[0] = (unsigned char)((sn[0] & 0x3f) | 0x40);
-    if (!(bn = BN_bin2bn(sn, sizeof sn, NULL)) || !(serial = BN_to_ASN1_INTEGER(bn, NULL))
+    if (!(bn = BN_bin2bn(snp, (int)snlen, NULL)) || !(serial = BN_to_ASN1_INTEGER(bn, NULL))
         || !X509_set_version(x, X509_VERSION_3) || !X509_set_serialNumber(x, serial)
         || !X509_set_subject_name(x, cs->subject) || !X509_set_issuer_name(x, cs->issuer)) {
         ofail(err, "cannot fill the certificate");
         goto out;
     }
-    if (!X509_gmtime_adj(X509_getm_notBefore(x), 0)
-        || !X509_time_adj_ex(X509_getm_notAfter(x), (int)cs->days, 0, NULL)) {
+    time_t base = cs->not_before ? (time_t)cs->not_before : time(NULL);
+    if (!X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &base)
+        || !X509_time_adj_ex(X509_getm_notAfter(x), (int)cs->days, 0, &base)) {
         ofail(err, "validity of %ld days is out of range", cs->days);
         goto out;
     }
@@ -967,6 +983,11 @@ static X509 *cert_build(const cert_spec *cs, hsm_err *err)
         goto out;
     }
     bc->ca = cs->ca ? 0xff : 0;
+    if (cs->ca && cs->pathlen >= 0
+        && (!(bc->pathlen = ASN1_INTEGER_new()) || !ASN1_INTEGER_set(bc->pathlen, cs->pathlen))) {
+        nomem(err);
+        goto out;
+    }
     if (add_ext(x, NID_basic_constraints, bc, 1, err) < 0)
         goto out;
 
@@ -1001,8 +1022,24 @@ static X509 *cert_build(const cert_spec *cs, hsm_err *err)
     }
     if (add_ext(x, NID_subject_key_identifier, ski, 0, err) < 0)
         goto out;
+
+    /* authorityKeyIdentifier: keyIdentifier only (RFC 5280 4.2.1.1) */
+    if (cs->akid_mode != AKID_NONE) {
+        const ASN1_OCTET_STRING *kid = cs->akid_mode == AKID_SELF ? ski : cs->akid;
+        if (!kid) {
+            fail(err, "no authority key identifier given");
+            goto out;
+        }
+        if (!(akid = AUTHORITY_KEYID_new()) || !(akid->keyid = ASN1_OCTET_STRING_dup(kid))) {
+            nomem(err);
+            goto out;
+        }
+        if (add_ext(x, NID_authority_key_identifier, akid, 0, err) < 0)
+            goto out;
+    }
     ok = 1;
 out:
+    AUTHORITY_KEYID_free(akid);
     ASN1_OCTET_STRING_free(ski);
     ASN1_BIT_STRING_free(ku);
     BASIC_CONSTRAINTS_free(bc);
@@ -1227,5 +1264,726 @@ int hsm_pem_decode(const char *pem, size_t len, char *label_out, size_t lablen,
     OPENSSL_free(header);
     OPENSSL_free(data);
     BIO_free(b);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ CSRs, issued certificates, chains */
+
+/* Prefixes the message in err with "<what>: " (for errors about one of several inputs). */
+static int prefix_err(hsm_err *err, const char *what)
+{
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return hsm_err_set(err, "%s: %s", what, msg);
+}
+
+hsm_der_kind hsm_der_kind_of(const unsigned char *der, size_t len)
+{
+    unsigned tag;
+    size_t hdr, clen, h, c;
+    /* SEQUENCE { SEQUENCE { first, second ... } ... } spanning exactly len bytes */
+    if (!der || der_header(der, len, &tag, &hdr, &clen) < 0 || tag != 0x30 || hdr + clen != len)
+        return HSM_DER_UNKNOWN;
+    const unsigned char *p = der + hdr;
+    if (der_header(p, clen, &tag, &h, &c) < 0 || tag != 0x30 || h + c > clen)
+        return HSM_DER_UNKNOWN;
+    const unsigned char *q = p + h;
+    size_t n = c;
+    if (der_header(q, n, &tag, &h, &c) < 0 || h + c > n)
+        return HSM_DER_UNKNOWN;
+    if (tag == 0x06)   /* AlgorithmIdentifier { OID ... }: a SubjectPublicKeyInfo */
+        return HSM_DER_SPKI;
+    if (tag == 0xa0)   /* TBSCertificate { [0] version ... } */
+        return HSM_DER_CERT;
+    if (tag != 0x02)
+        return HSM_DER_UNKNOWN;
+    /* INTEGER: a CSR's version or a v1 certificate's serial. Next comes the CSR's subject
+     * Name (SEQUENCE OF SET) or the certificate's AlgorithmIdentifier (SEQUENCE { OID }). */
+    q += h + c;
+    n -= h + c;
+    if (der_header(q, n, &tag, &h, &c) < 0 || tag != 0x30 || h + c > n)
+        return HSM_DER_UNKNOWN;
+    return c > 0 && q[h] == 0x06 ? HSM_DER_CERT : HSM_DER_CSR;
+}
+
+/* Builds O, CN, serialNumber. */
+static int name_build(const hsm_x509_name *nm, X509_NAME **out, hsm_err *err)
+{
+    *out = NULL;
+    if (!nm || !nm->cn || !*nm->cn)
+        return fail(err, "common name (CN) is empty");
+    X509_NAME *n = X509_NAME_new();
+    if (!n)
+        return nomem(err);
+    if (nm->org && *nm->org
+        && !X509_NAME_add_entry_by_NID(n, NID_organizationName, MBSTRING_UTF8,
+                                       (const unsigned char *)nm->org, -1, -1, 0)) {
+        ofail(err, "organization (O) \"%.80s\" is not 1 to 64 characters of UTF-8", nm->org);
+        goto bad;
+    }
+    if (!X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8,
+                                    (const unsigned char *)nm->cn, -1, -1, 0)) {
+        ofail(err, "common name \"%.80s\" is not 1 to 64 characters of UTF-8", nm->cn);
+        goto bad;
+    }
+    /* serialNumber is a PrintableString (RFC 5280 appendix A.1): OpenSSL refuses others */
+    if (nm->serial && *nm->serial
+        && !X509_NAME_add_entry_by_NID(n, NID_serialNumber, MBSTRING_UTF8,
+                                       (const unsigned char *)nm->serial, -1, -1, 0)) {
+        ofail(err, "serialNumber \"%.80s\" is not 1 to 64 PrintableString characters "
+                   "(letters, digits, space and '()+,-./:=?)", nm->serial);
+        goto bad;
+    }
+    *out = n;
+    return 0;
+bad:
+    X509_NAME_free(n);
+    return -1;
+}
+
+/* The value of the last nid attribute of nm, as UTF-8, into dst ("" when there is none). */
+static int attr_out(const X509_NAME *nm, int nid, char *dst, size_t dlen, const char *what,
+                    hsm_err *err)
+{
+    int idx = -1;
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(nm, nid, i)) >= 0;)
+        idx = i;
+    if (idx < 0)
+        return str_out(dst, dlen, "", 0, what, err);
+    unsigned char *u = NULL;
+    int n = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, idx)));
+    if (n < 0)
+        return ofail(err, "the %s cannot be converted to UTF-8", what);
+    int rc = memchr(u, 0, (size_t)n) ? fail(err, "the %s contains a NUL byte", what)
+                                     : str_out(dst, dlen, (const char *)u, (size_t)n, what, err);
+    OPENSSL_free(u);
+    return rc;
+}
+
+/* Parses a DER PKCS#10 request that must span exactly len bytes. */
+static X509_REQ *csr_parse(const unsigned char *der, size_t len, hsm_err *err)
+{
+    if (!der || len == 0) {
+        fail(err, "certificate request is empty");
+        return NULL;
+    }
+    if (len > LONG_MAX) {
+        fail(err, "certificate request is too large (%zu bytes)", len);
+        return NULL;
+    }
+    if (len >= 10 && memcmp(der, "-----BEGIN", 10) == 0) {
+        fail(err, "certificate request is PEM text, not DER (decode it with hsm_pem_decode first)");
+        return NULL;
+    }
+    const unsigned char *p = der;
+    X509_REQ *r = d2i_X509_REQ(NULL, &p, (long)len);
+    if (!r) {
+        ofail(err, "not a DER PKCS#10 certificate request");
+        return NULL;
+    }
+    if (p != der + len) {
+        X509_REQ_free(r);
+        fail(err, "%zu unexpected bytes after the DER certificate request", (size_t)(der + len - p));
+        return NULL;
+    }
+    return r;
+}
+
+/* DER of a certificate's or request's X509_PUBKEY into malloc'd memory. */
+static int xpub_der(X509_PUBKEY *xp, unsigned char **der, size_t *derlen, hsm_err *err)
+{
+    unsigned char *buf = NULL;
+    int n = xp ? i2d_X509_PUBKEY(xp, &buf) : -1;
+    int rc = n > 0 ? dup_out(buf, (size_t)n, der, derlen, err)
+                   : ofail(err, "cannot encode the SubjectPublicKeyInfo");
+    OPENSSL_free(buf);
+    return rc;
+}
+
+int hsm_csr_build(const hsm_x509_name *subject, const unsigned char *spki, size_t spkilen,
+                  const char *hash, hsm_raw_signer sign, void *ctx, unsigned char **der,
+                  size_t *derlen, hsm_err *err)
+{
+    if (!sign)
+        return fail(err, "no signer given");
+    if (!der || !derlen)
+        return fail(err, "no output given");
+
+    int rc = -1;
+    X509_NAME *name = NULL;
+    X509_REQ *req = NULL, *back = NULL;
+    unsigned char *tbs = NULL, *sig = NULL, *buf = NULL;
+    size_t siglen = 0;
+    sig_alg sa;
+    EVP_PKEY *pk = pubkey_parse(spki, spkilen, err);
+    if (!pk || sig_alg_for(pk, hash, &sa, err) < 0 || name_build(subject, &name, err) < 0)
+        goto out;
+    if (!(req = X509_REQ_new())) {
+        nomem(err);
+        goto out;
+    }
+    if (!X509_REQ_set_version(req, X509_REQ_VERSION_1) || !X509_REQ_set_subject_name(req, name)
+        || !X509_REQ_set_pubkey(req, pk)) {
+        ofail(err, "cannot fill the certificate request");
+        goto out;
+    }
+
+    /* sign the CertificationRequestInfo through the HSM, as x509_sign_raw does for certificates */
+    const ASN1_BIT_STRING *csig = NULL;
+    const X509_ALGOR *calg = NULL;
+    X509_REQ_get0_signature(req, &csig, &calg);
+    if (set_algor((X509_ALGOR *)calg, &sa) < 0) {
+        ofail(err, "cannot set the signature algorithm");
+        goto out;
+    }
+    int tbslen = i2d_re_X509_REQ_tbs(req, &tbs);
+    if (tbslen <= 0) {
+        ofail(err, "cannot encode the CertificationRequestInfo");
+        goto out;
+    }
+    if (sign_tbs(&sa, tbs, (size_t)tbslen, sign, ctx, &sig, &siglen, err) < 0
+        || set_signature((ASN1_BIT_STRING *)csig, sig, siglen, err) < 0)
+        goto out;
+    int n = i2d_X509_REQ(req, &buf);
+    if (n <= 0) {
+        ofail(err, "cannot encode the certificate request");
+        goto out;
+    }
+
+    /* The HSM signed it: check it really was the key of spki before handing it out. */
+    if (!(back = csr_parse(buf, (size_t)n, err)))
+        goto out;
+    int v = X509_REQ_verify(back, pk);
+    if (v != 1) {
+        if (v == 0)
+            fail(err, "the signer's signature does not verify with the request's public key "
+                      "(wrong key or mechanism?)");
+        else
+            ofail(err, "cannot verify the signer's signature");
+        goto out;
+    }
+    rc = dup_out(buf, (size_t)n, der, derlen, err);
+out:
+    OPENSSL_free(buf);
+    OPENSSL_free(tbs);
+    free(sig);
+    X509_REQ_free(back);
+    X509_REQ_free(req);
+    X509_NAME_free(name);
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+void hsm_csr_details_free(hsm_csr_details *d)
+{
+    if (!d)
+        return;
+    free(d->spki);
+    d->spki = NULL;
+    d->spkilen = 0;
+}
+
+int hsm_csr_info(const unsigned char *der, size_t len, hsm_csr_details *out, hsm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    X509_REQ *req = csr_parse(der, len, err);
+    if (!req)
+        return -1;
+    int rc = -1;
+    const X509_NAME *nm = X509_REQ_get_subject_name(req);
+    if (name_out(nm, out->subject, sizeof out->subject, "subject", err) < 0
+        || attr_out(nm, NID_commonName, out->cn, sizeof out->cn, "common name", err) < 0
+        || attr_out(nm, NID_serialNumber, out->serial, sizeof out->serial, "serialNumber", err) < 0
+        || attr_out(nm, NID_organizationName, out->org, sizeof out->org, "organization", err) < 0
+        || xpub_der(X509_REQ_get_X509_PUBKEY(req), &out->spki, &out->spkilen, err) < 0)
+        goto out;
+
+    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
+    int v = pk ? X509_REQ_verify(req, pk) : -1;
+    out->valid = v == 1;
+    if (!pk)
+        snprintf(out->why, sizeof out->why, "its public key cannot be decoded");
+    else if (v == 0)
+        snprintf(out->why, sizeof out->why, "its signature does not verify with the public key "
+                 "it names (altered, or signed by another key)");
+    else if (v < 0)
+        snprintf(out->why, sizeof out->why, "its signature cannot be checked (malformed or "
+                 "unsupported signature)");
+    ERR_clear_error();
+    rc = 0;
+out:
+    if (rc < 0)
+        hsm_csr_details_free(out);
+    X509_REQ_free(req);
+    return rc;
+}
+
+/* Checks the caller's options; *serial and *serial_len get the serial without leading zeros. */
+static int opts_check(const hsm_cert_opts *o, const unsigned char **serial, size_t *serial_len,
+                      hsm_err *err)
+{
+    if (!o)
+        return fail(err, "no certificate options given");
+    if (o->days < 1 || o->days > INT_MAX)
+        return fail(err, "certificate validity must be at least 1 day (got %ld)", o->days);
+    *serial = NULL;
+    *serial_len = 0;
+    if (o->serial) {
+        const unsigned char *p = o->serial;
+        size_t n = o->serial_len;
+        while (n > 0 && *p == 0) {
+            p++;
+            n--;
+        }
+        if (n == 0)
+            return fail(err, "certificate serial number must be positive (it is zero or empty)");
+        if (n > 20 || (n == 20 && (p[0] & 0x80)))
+            return fail(err, "certificate serial number is too long: RFC 5280 allows at most "
+                             "20 octets (159 bits)");
+        *serial = p;
+        *serial_len = n;
+    }
+    return 0;
+}
+
+/* keyUsage of an end-entity (identity) certificate for key: EC keys sign and agree keys. */
+static int ee_key_usage(EVP_PKEY *key)
+{
+    switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC:
+        return KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT;
+    case EVP_PKEY_X25519: case EVP_PKEY_X448:
+        return KU_KEY_AGREEMENT;
+    default:
+        return KU_DIGITAL_SIGNATURE;
+    }
+}
+
+/* Signs x through the raw signer, encodes it and checks the signature with key (the public key
+ * that must have made it; whose names it in the message) before handing out the DER. */
+static int cert_finish(X509 *x, const sig_alg *sa, hsm_raw_signer sign, void *ctx,
+                       EVP_PKEY *key, const char *whose, unsigned char **der, size_t *derlen,
+                       hsm_err *err)
+{
+    unsigned char *out = NULL;
+    size_t outlen = 0;
+    X509 *back = NULL;
+    int rc = -1;
+    if (x509_sign_raw(x, sa, sign, ctx, err) < 0 || cert_der(x, &out, &outlen, err) < 0
+        || !(back = cert_parse(out, outlen, err)))
+        goto out;
+    int v = X509_verify(back, key);
+    if (v != 1) {
+        if (v == 0)
+            fail(err, "the signer's signature does not verify with %s", whose);
+        else
+            ofail(err, "cannot verify the signer's signature");
+        goto out;
+    }
+    *der = out;
+    *derlen = outlen;
+    out = NULL;
+    rc = 0;
+out:
+    free(out);
+    X509_free(back);
+    return rc;
+}
+
+int hsm_x509_self_signed_ex(const unsigned char *spki, size_t spkilen,
+                            const hsm_x509_name *subject, const hsm_cert_opts *opts,
+                            hsm_raw_signer sign, void *ctx, unsigned char **der, size_t *derlen,
+                            hsm_err *err)
+{
+    const unsigned char *serial;
+    size_t serial_len;
+    if (!sign)
+        return fail(err, "no signer given");
+    if (!der || !derlen)
+        return fail(err, "no output given");
+    if (opts_check(opts, &serial, &serial_len, err) < 0)
+        return -1;
+
+    int rc = -1;
+    X509_NAME *name = NULL;
+    X509 *x = NULL;
+    sig_alg sa;
+    EVP_PKEY *pk = pubkey_parse(spki, spkilen, err);
+    if (!pk || sig_alg_for(pk, opts->hash, &sa, err) < 0 || name_build(subject, &name, err) < 0)
+        goto out;
+    cert_spec cs = {
+        .subject_key = pk, .subject = name, .issuer = name, .days = opts->days,
+        .ca = opts->ca != 0,
+        .key_usage = opts->ca ? KU_KEY_CERT_SIGN | KU_CRL_SIGN : ee_key_usage(pk),
+        .serial = serial, .serial_len = serial_len, .not_before = opts->not_before,
+        .pathlen = opts->pathlen, .akid_mode = AKID_SELF,
+    };
+    if ((x = cert_build(&cs, err)))
+        rc = cert_finish(x, &sa, sign, ctx, pk, "the certificate's public key (wrong key or "
+                         "mechanism?)", der, derlen, err);
+out:
+    X509_free(x);
+    X509_NAME_free(name);
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+int hsm_cert_issue(const hsm_cert_subject *subj, const unsigned char *issuer, size_t issuerlen,
+                   const hsm_cert_opts *opts, hsm_raw_signer sign, void *ctx,
+                   unsigned char **der, size_t *derlen, hsm_err *err)
+{
+    const unsigned char *serial;
+    size_t serial_len;
+    if (!subj || (!subj->csr && !subj->spki))
+        return fail(err, "no certificate request or SubjectPublicKeyInfo given");
+    if (!sign)
+        return fail(err, "no signer given");
+    if (!der || !derlen)
+        return fail(err, "no output given");
+    if (opts_check(opts, &serial, &serial_len, err) < 0)
+        return -1;
+
+    int rc = -1;
+    X509 *ix = NULL, *x = NULL;
+    X509_REQ *req = NULL;
+    X509_NAME *name = NULL;
+    EVP_PKEY *spk = NULL;
+    ASN1_OCTET_STRING *kid = NULL;
+    sig_alg sa;
+    char iname[256] = "";
+
+    /* the issuer: a CA that may sign this kind of certificate */
+    if (!(ix = cert_parse(issuer, issuerlen, err))) {
+        prefix_err(err, "issuer certificate");
+        goto out;
+    }
+    name_out(X509_get_subject_name(ix), iname, sizeof iname, "issuer", err);   /* best effort */
+    uint32_t xf = X509_get_extension_flags(ix);
+    if (X509_check_ca(ix) != 1) {
+        if ((xf & EXFLAG_KUSAGE) && !(X509_get_key_usage(ix) & KU_KEY_CERT_SIGN))
+            fail(err, "the issuer certificate \"%s\" is not a CA: its keyUsage lacks keyCertSign",
+                 iname);
+        else
+            fail(err, "the issuer certificate \"%s\" is not a CA (no basicConstraints CA:TRUE)",
+                 iname);
+        goto out;
+    }
+    if (opts->ca && X509_get_pathlen(ix) == 0) {
+        fail(err, "the issuer \"%s\" has pathlen:0: it may certify end entities only, not "
+                  "another CA", iname);
+        goto out;
+    }
+    EVP_PKEY *ipk = X509_get0_pubkey(ix);
+    if (!ipk) {
+        ofail(err, "the issuer certificate's public key cannot be decoded");
+        goto out;
+    }
+    if (sig_alg_for(ipk, opts->hash, &sa, err) < 0)
+        goto out;
+
+    /* the subject: from a CSR whose signature verifies, or a bare key and name */
+    const X509_NAME *subject = NULL;
+    if (subj->csr) {
+        if (!(req = csr_parse(subj->csr, subj->csrlen, err)))
+            goto out;
+        if (!(spk = X509_REQ_get_pubkey(req))) {
+            ofail(err, "the certificate request's public key cannot be decoded");
+            goto out;
+        }
+        if (X509_REQ_verify(req, spk) != 1) {
+            fail(err, "the certificate request's signature does not verify with the public key it "
+                      "names (altered, or signed by another key); refused");
+            goto out;
+        }
+        if (subj->name.cn) {
+            if (name_build(&subj->name, &name, err) < 0)
+                goto out;
+            subject = name;
+        } else {
+            subject = X509_REQ_get_subject_name(req);
+            if (X509_NAME_entry_count(subject) == 0) {
+                fail(err, "the certificate request has an empty subject; give a common name");
+                goto out;
+            }
+        }
+    } else {
+        if (!subj->name.cn || !*subj->name.cn) {
+            fail(err, "a certificate for a bare SubjectPublicKeyInfo needs a subject common "
+                      "name (CN)");
+            goto out;
+        }
+        if (!(spk = pubkey_parse(subj->spki, subj->spkilen, err))
+            || name_build(&subj->name, &name, err) < 0)
+            goto out;
+        subject = name;
+    }
+
+    /* authorityKeyIdentifier = the issuer's subjectKeyIdentifier, or its RFC 5280 method (1) */
+    const ASN1_OCTET_STRING *ikid = X509_get0_subject_key_id(ix);
+    if (!ikid) {
+        unsigned char id[EVP_MAX_MD_SIZE];
+        unsigned int idlen = 0;
+        if (!X509_pubkey_digest(ix, EVP_sha1(), id, &idlen)) {
+            ofail(err, "cannot compute the issuer's key identifier");
+            goto out;
+        }
+        if (!(kid = ASN1_OCTET_STRING_new()) || !ASN1_OCTET_STRING_set(kid, id, (int)idlen)) {
+            nomem(err);
+            goto out;
+        }
+        ikid = kid;
+    }
+
+    cert_spec cs = {
+        .subject_key = spk, .subject = subject, .issuer = X509_get_subject_name(ix),
+        .days = opts->days, .ca = opts->ca != 0,
+        .key_usage = opts->ca ? KU_KEY_CERT_SIGN | KU_CRL_SIGN : ee_key_usage(spk),
+        .serial = serial, .serial_len = serial_len, .not_before = opts->not_before,
+        .pathlen = opts->pathlen, .akid_mode = AKID_GIVEN, .akid = ikid,
+    };
+    if ((x = cert_build(&cs, err)))
+        rc = cert_finish(x, &sa, sign, ctx, ipk, "the issuer certificate's public key (is the "
+                         "signer the issuer's private key?)", der, derlen, err);
+out:
+    ERR_clear_error();
+    ASN1_OCTET_STRING_free(kid);
+    EVP_PKEY_free(spk);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    X509_free(x);
+    X509_free(ix);
+    return rc;
+}
+
+/* ASN1_TIME as unix time. */
+static int time_out(const ASN1_TIME *t, long long *out, const char *what, hsm_err *err)
+{
+    struct tm tm;
+    if (!t || !ASN1_TIME_to_tm(t, &tm))
+        return ofail(err, "certificate %s is not a valid time", what);
+    *out = (long long)timegm(&tm);
+    return 0;
+}
+
+/* "YYYY-MM-DD HH:MM:SS UTC" */
+static const char *fmt_time(long long t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(buf, len, "%lld", t);
+    return buf;
+}
+
+static int keyid_out(const ASN1_OCTET_STRING *id, unsigned char *dst, size_t cap, size_t *len)
+{
+    *len = 0;
+    if (!id)
+        return 0;
+    int n = ASN1_STRING_length(id);
+    if (n < 0 || (size_t)n > cap)
+        return -1;
+    memcpy(dst, ASN1_STRING_get0_data(id), (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+void hsm_cert_details_free(hsm_cert_details *d)
+{
+    if (!d)
+        return;
+    free(d->spki);
+    d->spki = NULL;
+    d->spkilen = 0;
+}
+
+int hsm_cert_inspect(const unsigned char *der, size_t len, hsm_cert_details *out, hsm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->pathlen = -1;
+    X509 *x = cert_parse(der, len, err);
+    if (!x)
+        return -1;
+    int rc = -1;
+    BIGNUM *bn = NULL;
+    char *hex = NULL;
+    const X509_NAME *sn = X509_get_subject_name(x), *in = X509_get_issuer_name(x);
+    if (name_out(sn, out->subject, sizeof out->subject, "subject", err) < 0
+        || name_out(in, out->issuer, sizeof out->issuer, "issuer", err) < 0
+        || attr_out(sn, NID_commonName, out->cn, sizeof out->cn, "common name", err) < 0
+        || attr_out(sn, NID_organizationName, out->org, sizeof out->org, "organization", err) < 0
+        || attr_out(sn, NID_serialNumber, out->subject_serial, sizeof out->subject_serial,
+                    "serialNumber", err) < 0
+        || attr_out(in, NID_commonName, out->issuer_cn, sizeof out->issuer_cn,
+                    "issuer common name", err) < 0
+        || time_out(X509_get0_notBefore(x), &out->not_before, "notBefore", err) < 0
+        || time_out(X509_get0_notAfter(x), &out->not_after, "notAfter", err) < 0)
+        goto out;
+
+    if (!(bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) || !(hex = BN_bn2hex(bn))) {
+        ofail(err, "cannot read the certificate serial number");
+        goto out;
+    }
+    for (char *p = hex; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p + 32);
+    if (str_out(out->serial, sizeof out->serial, hex, strlen(hex), "serial number", err) < 0)
+        goto out;
+
+    int sig_nid = X509_get_signature_nid(x);
+    const char *sig_name = sig_nid != NID_undef ? OBJ_nid2ln(sig_nid) : NULL;
+    if (sig_name) {
+        snprintf(out->sig_alg, sizeof out->sig_alg, "%s", sig_name);
+    } else {
+        const X509_ALGOR *alg = NULL;
+        const ASN1_OBJECT *oid = NULL;
+        X509_get0_signature(NULL, &alg, x);
+        X509_ALGOR_get0(&oid, NULL, NULL, alg);
+        OBJ_obj2txt(out->sig_alg, sizeof out->sig_alg, oid, 1);
+    }
+
+    uint32_t xf = X509_get_extension_flags(x);
+    out->is_ca = (xf & EXFLAG_CA) != 0;
+    out->pathlen = out->is_ca ? (int)X509_get_pathlen(x) : -1;
+    out->has_key_usage = (xf & EXFLAG_KUSAGE) != 0;
+    out->key_usage = out->has_key_usage ? X509_get_key_usage(x) : 0;
+    if (keyid_out(X509_get0_subject_key_id(x), out->ski, sizeof out->ski, &out->skilen) < 0
+        || keyid_out(X509_get0_authority_key_id(x), out->aki, sizeof out->aki, &out->akilen) < 0) {
+        fail(err, "certificate key identifier is longer than %zu bytes", sizeof out->ski);
+        goto out;
+    }
+    if (xpub_der(X509_get_X509_PUBKEY(x), &out->spki, &out->spkilen, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    ERR_clear_error();
+    OPENSSL_free(hex);
+    BN_free(bn);
+    if (rc < 0)
+        hsm_cert_details_free(out);
+    X509_free(x);
+    return rc;
+}
+
+/* Why X509_verify_cert refused leaf under ca, as a sentence starting with the class of the
+ * problem (see hsm_cert_verify_chain). */
+static int chain_fail(X509_STORE_CTX *sc, X509 *leaf, X509 *ca, long long at, hsm_err *err)
+{
+    int e = X509_STORE_CTX_get_error(sc);
+    X509 *cur = X509_STORE_CTX_get_current_cert(sc);
+    int is_ca = cur && X509_cmp(cur, ca) == 0 && X509_cmp(leaf, ca) != 0;
+    const char *which = is_ca ? "the CA certificate" : "the certificate";
+    char lname[200] = "?", cname[200] = "?", iname[200] = "?", t1[40], t2[40];
+    name_out(X509_get_subject_name(leaf), lname, sizeof lname, "subject", err);
+    name_out(X509_get_subject_name(ca), cname, sizeof cname, "subject", err);
+    name_out(X509_get_issuer_name(leaf), iname, sizeof iname, "issuer", err);
+    long long when = 0;
+    fmt_time(at, t2, sizeof t2);
+
+    switch (e) {
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+        if (is_ca)
+            return fail(err, "signature: the CA certificate \"%s\" is self-signed but its "
+                             "signature does not verify (altered?)", cname);
+        return fail(err, "signature: the certificate \"%s\" is not signed by the CA \"%s\" "
+                         "(its signature does not verify with the CA's public key)", lname, cname);
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+        return fail(err, "signature: %s's signature cannot be checked (%s)", which,
+                    X509_verify_cert_error_string(e));
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        if (cur && time_out(X509_get0_notAfter(cur), &when, "notAfter", err) == 0)
+            fmt_time(when, t1, sizeof t1);
+        else
+            snprintf(t1, sizeof t1, "?");
+        return fail(err, "expired: %s \"%s\" expired at %s (checked at %s)", which,
+                    is_ca ? cname : lname, t1, t2);
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        if (cur && time_out(X509_get0_notBefore(cur), &when, "notBefore", err) == 0)
+            fmt_time(when, t1, sizeof t1);
+        else
+            snprintf(t1, sizeof t1, "?");
+        return fail(err, "not yet valid: %s \"%s\" is valid from %s (checked at %s)", which,
+                    is_ca ? cname : lname, t1, t2);
+    case X509_V_ERR_INVALID_CA:
+    case X509_V_ERR_KEYUSAGE_NO_CERTSIGN: {
+        uint32_t xf = X509_get_extension_flags(ca);
+        if ((xf & EXFLAG_KUSAGE) && !(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN) && (xf & EXFLAG_CA))
+            return fail(err, "not a CA: \"%s\" has basicConstraints CA:TRUE but its keyUsage "
+                             "lacks keyCertSign", cname);
+        return fail(err, "not a CA: \"%s\" has no basicConstraints CA:TRUE%s", cname,
+                    (xf & EXFLAG_KUSAGE) && !(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN)
+                    ? " and its keyUsage lacks keyCertSign" : "");
+    }
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: {
+        int why = X509_check_issued(ca, leaf);
+        switch (why) {
+        case X509_V_ERR_SUBJECT_ISSUER_MISMATCH:
+            return fail(err, "issuer mismatch: the certificate \"%s\" was issued by \"%s\", not "
+                             "by the CA \"%s\"", lname, iname, cname);
+        case X509_V_ERR_AKID_SKID_MISMATCH:
+        case X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH:
+            return fail(err, "issuer mismatch: the certificate \"%s\" names the issuer \"%s\" but "
+                             "another key (its authority key identifier is not the CA's subject "
+                             "key identifier)", lname, cname);
+        case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+            return fail(err, "not a CA: \"%s\" has a keyUsage without keyCertSign", cname);
+        default:
+            return fail(err, "issuer mismatch: the certificate \"%s\" does not chain to the CA "
+                             "\"%s\" (%s)", lname, cname,
+                        X509_verify_cert_error_string(why != X509_V_OK ? why : e));
+        }
+    }
+    default:
+        return fail(err, "invalid: %s \"%s\": %s", which, is_ca ? cname : lname,
+                    X509_verify_cert_error_string(e));
+    }
+}
+
+int hsm_cert_verify_chain(const unsigned char *leaf, size_t leaflen, const unsigned char *ca,
+                          size_t calen, long long at, hsm_err *err)
+{
+    X509 *lx = NULL, *cx = NULL;
+    X509_STORE *st = NULL;
+    X509_STORE_CTX *sc = NULL;
+    int rc = -1;
+    if (!(lx = cert_parse(leaf, leaflen, err)))
+        goto out;
+    if (!(cx = cert_parse(ca, calen, err))) {
+        prefix_err(err, "CA certificate");
+        goto out;
+    }
+    if (!(st = X509_STORE_new()) || !(sc = X509_STORE_CTX_new())) {
+        nomem(err);
+        goto out;
+    }
+    if (!X509_STORE_add_cert(st, cx) || !X509_STORE_CTX_init(sc, st, lx, NULL)) {
+        ofail(err, "cannot set up the certificate verification");
+        goto out;
+    }
+    /* ca is the trust anchor whether or not it is self-signed (PARTIAL_CHAIN); a self-signed
+     * anchor's own signature is checked too (CHECK_SS_SIGNATURE). */
+    if (at == 0)
+        at = (long long)time(NULL);
+    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(sc);
+    X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_CHECK_SS_SIGNATURE);
+    X509_VERIFY_PARAM_set_time(vp, (time_t)at);
+    int v = X509_verify_cert(sc);
+    if (v == 1)
+        rc = 0;
+    else if (v == 0)
+        chain_fail(sc, lx, cx, at, err);
+    else
+        ofail(err, "cannot verify the certificate chain");
+out:
+    ERR_clear_error();
+    X509_STORE_CTX_free(sc);
+    X509_STORE_free(st);
+    X509_free(cx);
+    X509_free(lx);
     return rc;
 }

@@ -43,7 +43,11 @@ end
 local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil) end
 
 --- Every readable attribute of an object: {CKA_X = value}.
-function M.capture(obj) return obj:attrs() end
+function M.capture(obj)
+  local a, err = obj:attrs()
+  if not a then error(("cannot read the attributes of %s: %s"):format(tostring(obj), tostring(err)), 0) end
+  return a
+end
 
 --- The template that recreates captured attributes. how: "unwrap" (the key material comes
 --- from the blob) or "create" (C_CreateObject, everything given). Empty values are left

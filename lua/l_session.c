@@ -1,4 +1,5 @@
 /* l_session.c - hsm.Session: login, object search, creation, key generation, crypto. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -256,6 +257,118 @@ static int l_session_unwrap(lua_State *L)
     return 1;
 }
 
+/* Parallel unwrapping: worker threads, each with its own session on the same token, take
+ * jobs in turn. Object handles and session objects (the unwrapping key) belong to the
+ * application, so every worker can use the key and the caller every new handle. The module
+ * was initialized with CKF_OS_LOCKING_OK. */
+typedef struct unwrap_job {
+    const unsigned char *blob;
+    size_t len;
+    hsm_tmpl *t;
+    CK_OBJECT_HANDLE h;
+    int ok;
+    hsm_err err;
+} unwrap_job;
+
+typedef struct unwrap_pool {
+    pthread_mutex_t lock;
+    size_t next, n;
+    unwrap_job *jobs;
+    CK_MECHANISM *mech;
+    CK_OBJECT_HANDLE key;
+} unwrap_pool;
+
+typedef struct unwrap_worker {
+    unwrap_pool *pool;
+    hsm_session *s;
+} unwrap_worker;
+
+static void *unwrap_run(void *arg)
+{
+    unwrap_worker *w = arg;
+    unwrap_pool *p = w->pool;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->n)
+            return NULL;
+        unwrap_job *j = &p->jobs[i];
+        j->ok = hsm_unwrap(w->s, p->mech, p->key, j->blob, j->len, j->t, &j->h, &j->err) == 0;
+    }
+}
+
+/* session:unwrap_parallel(mech, unwrapping_key, {{blob, template}, ...}, {session, ...})
+ * -> {{object} | {nil, message, code}, ...}: the jobs unwrapped by one thread per session
+ * given (other sessions on this session's token), in any order, results in job order. */
+static int l_session_unwrap_parallel(lua_State *L)
+{
+    hsm_session *s = S(L);
+    lhsm_mech m;
+    lhsm_checkmech(L, 2, &m);
+    CK_OBJECT_HANDLE key = key_arg(L, 3, s);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    size_t n = (size_t)luaL_len(L, 4), nw = (size_t)luaL_len(L, 5);
+    luaL_argcheck(L, nw >= 1 && nw <= 64, 5, "between 1 and 64 sessions");
+    unwrap_job *jobs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *jobs, 0);
+    int keep = lua_gettop(L);   /* the templates' boxes stay on the stack until the end */
+    lua_createtable(L, (int)n, 0);
+    int boxes = lua_gettop(L);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 4, (lua_Integer)i + 1);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_rawgeti(L, -1, 1);
+        jobs[i].blob = (const unsigned char *)luaL_checklstring(L, -1, &jobs[i].len);
+        lua_pop(L, 1);   /* the string stays alive in the job table */
+        lua_rawgeti(L, -1, 2);
+        jobs[i].t = lhsm_totmpl(L, -1);   /* pushes its box */
+        lua_rawseti(L, boxes, (lua_Integer)i + 1);
+        lua_pop(L, 2);
+        jobs[i].ok = 0;
+        jobs[i].h = CK_INVALID_HANDLE;
+    }
+    unwrap_worker w[64];
+    unwrap_pool pool = {.next = 0, .n = n, .jobs = jobs, .mech = &m.m, .key = key};
+    pthread_mutex_init(&pool.lock, NULL);
+    for (size_t k = 0; k < nw; k++) {
+        lua_rawgeti(L, 5, (lua_Integer)k + 1);
+        w[k].s = &lhsm_checksession(L, -1)->s;
+        w[k].pool = &pool;
+        lua_pop(L, 1);   /* the caller's table keeps the session alive */
+    }
+    pthread_t th[64];
+    size_t started = 0;
+    for (size_t k = 0; k < nw; k++)
+        if (pthread_create(&th[k], NULL, unwrap_run, &w[k]) == 0)
+            started++;
+        else
+            break;
+    if (started == 0)
+        unwrap_run(&w[0]);   /* no threads to be had: do it here */
+    for (size_t k = 0; k < started; k++)
+        pthread_join(th[k], NULL);
+    pthread_mutex_destroy(&pool.lock);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 3, 0);
+        if (jobs[i].ok) {
+            lhsm_pushobject(L, 1, jobs[i].h);
+            lua_rawseti(L, -2, 1);
+        } else {
+            lua_pushstring(L, jobs[i].err.msg);
+            lua_rawseti(L, -2, 2);
+            if (jobs[i].err.rv != CKR_OK) {
+                lhsm_pushname(L, HSM_NS_CKR, jobs[i].err.rv);
+                lua_rawseti(L, -2, 3);
+            }
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    (void)keep;
+    return 1;
+}
+
 /* session:derive(mech, base_key, template) -> hsm.Object | nil, err */
 static int l_session_derive(lua_State *L)
 {
@@ -403,7 +516,7 @@ void lhsm_open_session(lua_State *L)
         {"sign_init", l_session_sign_init}, {"sign_update", l_session_sign_update},
         {"sign_final", l_session_sign_final}, {"verify_init", l_session_verify_init},
         {"verify_update", l_session_verify_update}, {"verify_final", l_session_verify_final},
-        {"random_secret", l_session_random_secret}, {"slot", l_session_slot},
+        {"random_secret", l_session_random_secret}, {"unwrap_parallel", l_session_unwrap_parallel}, {"slot", l_session_slot},
         {"module", l_session_module}, {"close", l_session_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_session_close}, {"__close", l_session_close},
                                     {"__tostring", l_session_tostring}, {NULL, NULL}};

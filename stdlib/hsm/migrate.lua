@@ -80,9 +80,19 @@ local function index(session, filter, no_checks)
   local list = assert(session:objects())   -- one enumeration; a failed search raises
   local items, by_id = {}, {}
   for _, obj in ipairs(list) do
-    local a = attrs.capture(obj)
+    local ok, a = pcall(attrs.capture, obj)
+    local damaged
+    if not ok then
+      -- A damaged object (a module killed while writing it): known by what can still be read.
+      damaged = a
+      local cls = obj:get("CKA_CLASS")
+      if not cls then
+        error(("%s cannot be read at all (%s); repair or remove it first"):format(tostring(obj), damaged), 0)
+      end
+      a = {CKA_CLASS = cls, CKA_ID = obj:get("CKA_ID"), CKA_LABEL = obj:get("CKA_LABEL"), CKA_TOKEN = true}
+    end
     if a.CKA_TOKEN ~= false then
-      items[#items + 1] = {obj = obj, a = a, ref = M.ref(a)}
+      items[#items + 1] = {obj = obj, a = a, ref = M.ref(a), damaged = damaged}
     end
   end
   if no_checks then return items, items end
@@ -94,7 +104,7 @@ local function index(session, filter, no_checks)
   local out = {}
   for _, it in ipairs(items) do
     if not filter or filter(it.a) then
-      it.check = check_of(it.obj, it.a, by_id)
+      if not it.damaged then it.check = check_of(it.obj, it.a, by_id) end
       out[#out + 1] = it
     end
   end
@@ -149,7 +159,8 @@ local function has(mechs, name, flag) return (mechs[name] or {})[flag] end
 
 --- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
 --- session key wrapped on the source, unwrapped on the destination, KCVs compared).
---- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072}.
+--- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072}. Set t.workers
+--- to a list of destination sessions (one per thread) for apply's parallel unwrapping.
 function M.transport(src, dst, opts)
   opts = opts or {}
   local smech, dmech = wrap.mechanisms(src), wrap.mechanisms(dst)
@@ -188,6 +199,9 @@ function M.transport(src, dst, opts)
     t.same_quirk = srcr.aligned_only == dstr.aligned_only
     function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", sk, key) end
     function t.unwrap(blob, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", dk, blob, tmpl) end
+    function t.unwrap_batch(jobs)
+      return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", dk, jobs, t.workers or {dst})
+    end
     function t.close() end
   else
     need(kind == "rsa-aes" or kind == "rsa-oaep", "unknown transport (auto, rsa-aes, aes-kwp, rsa-oaep)")
@@ -256,6 +270,9 @@ function M.transport(src, dst, opts)
       need(deph, "cannot carry the run's AES key to the destination")
       function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", eph, key) end
       function t.unwrap(b, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", deph, b, tmpl) end
+      function t.unwrap_batch(jobs)
+        return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", deph, jobs, t.workers or {dst})
+      end
       local close_pair = t.close
       function t.close()
         if not t.closed then eph:destroy(); deph:destroy() end
@@ -358,7 +375,7 @@ function M.plan_items(srcs, dst, opts, base)
     local is_key = cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY"
     local there = at_dst[it.ref]
     local same = false
-    if there and #there == 1 then
+    if there and #there == 1 and not there[1].damaged then
       same = it.check ~= nil and it.check == there[1].check
       if not same and is_key and there[1].check == nil then
         -- The destination shows no check value (EC private keys and some unwrapped secret
@@ -367,7 +384,9 @@ function M.plan_items(srcs, dst, opts, base)
         same = ok and not how:find("only", 1, true)
       end
     end
-    if seen[it.ref] then
+    if it.damaged then
+      it.strategy, it.reason = "blocked", "its attributes cannot be read: " .. it.damaged
+    elseif seen[it.ref] then
       it.strategy, it.reason = "blocked", "ambiguous: another source object has the same class, ID and label"
     elseif there and same then
       it.dst = there[1].obj
@@ -376,6 +395,7 @@ function M.plan_items(srcs, dst, opts, base)
     elseif there and not inflight[it.ref] then
       it.strategy = "conflict"
       it.reason = #there > 1 and ("%d objects on the destination have this class, ID and label"):format(#there)
+        or there[1].damaged and ("the destination's object with this class, ID and label is damaged (%s)"):format(there[1].damaged)
         or ("the destination has a different object with this class, ID and label (%s vs %s)")
           :format(it.check or "?", there[1].check or "?")
     else
@@ -595,31 +615,29 @@ local function create(plan, it)
   return t.unwrap(blob, attrs.template(it.a, "unwrap", plan.dst_quirks))
 end
 
---- Runs one item (wrap or copy, or settle one found on the destination). Returns the event.
-local function run_item(plan, it, journal)
-  local ev = {event = "key", ref = it.ref, label = it.a.CKA_LABEL or "", id = hex(it.a.CKA_ID or ""),
-              class = SHORT[it.a.CKA_CLASS], kcv = it.a.CKA_CLASS == "CKO_SECRET_KEY" and it.check or nil,
-              fingerprint = it.a.CKA_CLASS ~= "CKO_SECRET_KEY" and it.check or nil}
-  if it.strategy == "blocked" or it.strategy == "conflict" then
-    ev.status, ev.reason = "blocked", it.reason
-    return ev
+local function event(it)
+  return {event = "key", ref = it.ref, label = it.a.CKA_LABEL or "", id = hex(it.a.CKA_ID or ""),
+          class = SHORT[it.a.CKA_CLASS], kcv = it.a.CKA_CLASS == "CKO_SECRET_KEY" and it.check or nil,
+          fingerprint = it.a.CKA_CLASS ~= "CKO_SECRET_KEY" and it.check or nil}
+end
+
+-- Before an item's object is made: what an interrupted run left goes, and the intent is
+-- journaled (synced unless lazy: a batch syncs its last intent for all).
+local function begin(plan, it, journal, lazy)
+  if it.redo then
+    for _, left in ipairs(leftovers(plan, it)) do
+      journal({event = "step", ref = it.ref, step = "destroy-partial"})
+      left:destroy()
+    end
   end
+  journal({event = "step", ref = it.ref, step = "create"}, lazy)
+end
+
+-- After the attempt to make an item's object (obj, or err and code): recovery of what a
+-- failed call may have made, attribute settling and verification. Returns the event.
+local function finish(plan, it, journal, obj, err, code)
+  local ev = event(it)
   local ok, res = pcall(function()
-    if it.strategy == "skip" then
-      local r = settle(plan, it, it.dst)
-      local ours = plan.inflight[it.ref]
-      r.status = ours and "migrated" or "skipped"
-      r.recovered = ours and "found on the destination after an interrupted run" or nil
-      return r
-    end
-    if it.redo then
-      for _, left in ipairs(leftovers(plan, it)) do
-        journal({event = "step", ref = it.ref, step = "destroy-partial"})
-        left:destroy()
-      end
-    end
-    journal({event = "step", ref = it.ref, step = "create"})
-    local obj, err, code = create(plan, it)
     if not obj then
       -- The module said no; it may still have made (part of) the object.
       for _, left in ipairs(leftovers(plan, it)) do
@@ -652,8 +670,66 @@ local function run_item(plan, it, journal)
   return ev
 end
 
---- Applies a plan. opts: {journal = function(ev), on_item = function(event)}. Refuses to start when the plan has conflicts. Returns the
---- summary {migrated=, skipped=, blocked=, failed=}.
+--- Runs one item (wrap or copy, or settle one found on the destination). Returns the event.
+local function run_item(plan, it, journal)
+  if it.strategy == "blocked" or it.strategy == "conflict" then
+    local ev = event(it)
+    ev.status, ev.reason = "blocked", it.reason
+    return ev
+  end
+  if it.strategy == "skip" then
+    local ev = event(it)
+    local ok, r = pcall(settle, plan, it, it.dst)
+    if not ok then
+      ev.status, ev.reason = "failed", tostring(r)
+    else
+      local ours = plan.inflight[it.ref]
+      ev.status, ev.verified = ours and "migrated" or "skipped", r.verified
+      ev.recovered = ours and "found on the destination after an interrupted run" or nil
+      if #r.forced > 0 then ev.differs = table.concat(r.forced, ",") end
+    end
+    journal({event = "step", ref = it.ref, step = "done", status = ev.status}, true)
+    return ev
+  end
+  local ok, err = pcall(begin, plan, it, journal)
+  if not ok then return finish(plan, it, journal, nil, err) end
+  return finish(plan, it, journal, create(plan, it))
+end
+
+-- Keys to wrap, a chunk at a time: wrapped here, unwrapped by the transport's worker
+-- threads (one session each), then settled and verified here. Other items run one by one.
+local function run_batch(plan, items, journal, on_event)
+  local t = plan.transport
+  local jobs, batch = {}, {}
+  for _, it in ipairs(items) do
+    local ok, err = pcall(begin, plan, it, journal, true)
+    local blob, werr, code
+    if ok then
+      blob, werr, code = it.blob or (it.load_blob and it.load_blob()), nil, nil
+      if not blob then blob, werr, code = t.wrap(it.obj) end
+    else
+      werr = err
+    end
+    if blob then
+      jobs[#jobs + 1] = {blob, attrs.template(it.a, "unwrap", plan.dst_quirks)}
+      batch[#batch + 1] = it
+    else
+      on_event(finish(plan, it, journal, nil, "wrap on the source: " .. tostring(werr), code))
+    end
+  end
+  if #jobs == 0 then return end
+  journal({event = "batch", keys = #jobs})   -- synced: every intent above is on disk now
+  local results = t.unwrap_batch(jobs)
+  for i, it in ipairs(batch) do
+    local r = results[i]
+    on_event(finish(plan, it, journal, r[1], r[2], r[3]))
+  end
+end
+
+--- Applies a plan. opts: {journal = function(ev), on_item = function(event), workers = N}.
+--- With workers > 1 and a transport that unwraps in parallel (t.unwrap_batch), keys go in
+--- chunks through the transport's worker sessions. Refuses to start when the plan has
+--- conflicts. Returns the summary {migrated=, skipped=, blocked=, failed=}.
 function M.apply(plan, opts)
   opts = opts or {}
   if plan.conflicts > 0 then
@@ -663,11 +739,25 @@ function M.apply(plan, opts)
   local journal = opts.journal or function() end
   plan.dst_quirks = attrs.quirks(plan.dst)
   local sum = {migrated = 0, skipped = 0, blocked = 0, failed = 0}
-  for _, it in ipairs(plan.items) do
-    local ev = run_item(plan, it, journal)
+  local function on_event(ev)
     sum[ev.status] = sum[ev.status] + 1
     if opts.on_item then opts.on_item(ev) end
   end
+  local parallel = (opts.workers or 1) > 1 and plan.transport and plan.transport.unwrap_batch
+  local chunk = {}
+  local function flush()
+    if #chunk > 0 then run_batch(plan, chunk, journal, on_event) end
+    chunk = {}
+  end
+  for _, it in ipairs(plan.items) do
+    if parallel and it.strategy == "wrap" then
+      chunk[#chunk + 1] = it
+      if #chunk >= 16 * opts.workers then flush() end
+    else
+      on_event(run_item(plan, it, journal))
+    end
+  end
+  flush()
   return sum
 end
 

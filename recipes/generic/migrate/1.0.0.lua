@@ -8,12 +8,18 @@ local function setup(ctx)
   local st = ctx.state
   if st.plan then return st end
   local p = ctx.params
-  if p.workers ~= 1 then
-    error("workers: only workers=1 is supported so far (objects are migrated one at a time)", 0)
-  end
+  if p.workers < 1 or p.workers > 32 then error("workers must be between 1 and 32", 0) end
   st.src, st.dst = ctx.token(p.from), ctx.token(p.to)
   st.filter = migrate.filter(p.filter)
   st.transport = migrate.transport(st.src, st.dst, {kind = p.transport, kek = p.kek})
+  if p.workers > 1 then
+    -- One destination session per unwrapping thread (sessions share the token's login).
+    local list = {}
+    for i = 1, p.workers do
+      list[i] = i == 1 and st.dst or assert(st.dst:module():open(st.dst:slot()))
+    end
+    st.transport.workers = list
+  end
   st.plan = migrate.plan(st.src, st.dst, {filter = st.filter, transport = st.transport,
     capacity = p.capacity, fips = p.fips, previous = ctx.previous})
   return st
@@ -36,7 +42,8 @@ return {
            doc = "label of an AES key-encryption key present on both tokens (transport=aes-kwp)"},
     capacity = {type = "integer", required = false, doc = "the destination's key limit"},
     fips = {type = "boolean", default = false, doc = "the destination is in FIPS mode (no 3DES)"},
-    workers = {type = "integer", default = 1, doc = "parallel workers (1 so far)"},
+    workers = {type = "integer", default = 1,
+               doc = "destination sessions unwrapping in parallel threads (keys are still verified one by one)"},
   },
   phases = {
     {
@@ -72,7 +79,7 @@ return {
       apply = function(ctx)
         local st = setup(ctx)
         local bar = ctx.progress(#st.plan.items, "migrating")
-        local sum = migrate.apply(st.plan, {journal = ctx.journal, on_item = function(ev)
+        local sum = migrate.apply(st.plan, {journal = ctx.journal, workers = ctx.params.workers, on_item = function(ev)
           bar.tick()
           local out = {event = "key", label = ev.label, id = ev.id, class = ev.class,
                        status = ev.status, reason = ev.reason, kcv = ev.kcv,

@@ -76,22 +76,29 @@ local function check_of(obj, a, by_id)
   return fp
 end
 
-local function index(session, filter, no_checks)
-  local list = assert(session:objects())   -- one enumeration; a failed search raises
+-- unreadable: a list to collect objects whose class cannot even be read (a module killed
+-- while writing them); without it such an object is an error.
+local function index(session, filter, no_checks, unreadable)
+  local list, lerr = session:objects()   -- one enumeration; a failed search is an error
+  if not list then error("listing the token's objects failed: " .. tostring(lerr), 0) end
   local items, by_id = {}, {}
   for _, obj in ipairs(list) do
     local ok, a = pcall(attrs.capture, obj)
     local damaged
+    -- Only an object-level refusal marks the object damaged; a device or session error is
+    -- an error of the whole run.
+    if not ok and not tostring(a):find("CKR_ATTRIBUTE_", 1, true) then error(a, 0) end
     if not ok then
       -- A damaged object (a module killed while writing it): known by what can still be read.
       damaged = a
       local cls = obj:get("CKA_CLASS")
-      if not cls then
+      if not cls and not unreadable then
         error(("%s cannot be read at all (%s); repair or remove it first"):format(tostring(obj), damaged), 0)
       end
-      a = {CKA_CLASS = cls, CKA_ID = obj:get("CKA_ID"), CKA_LABEL = obj:get("CKA_LABEL"), CKA_TOKEN = true}
+      if not cls then unreadable[#unreadable + 1] = obj end
+      a = cls and {CKA_CLASS = cls, CKA_ID = obj:get("CKA_ID"), CKA_LABEL = obj:get("CKA_LABEL"), CKA_TOKEN = true}
     end
-    if a.CKA_TOKEN ~= false then
+    if a and a.CKA_TOKEN ~= false then
       items[#items + 1] = {obj = obj, a = a, ref = M.ref(a), damaged = damaged}
     end
   end
@@ -159,7 +166,7 @@ local function has(mechs, name, flag) return (mechs[name] or {})[flag] end
 
 --- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
 --- session key wrapped on the source, unwrapped on the destination, KCVs compared).
---- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072}. Set t.workers
+--- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072, keep=false}. Set t.workers
 --- to a list of destination sessions (one per thread) for apply's parallel unwrapping.
 function M.transport(src, dst, opts)
   opts = opts or {}
@@ -219,7 +226,9 @@ function M.transport(src, dst, opts)
       t.strength = 256
     end
     t.native = native and kind == "rsa-aes"
-    local pub, priv = M.transport_pair(dst, {bits = opts.bits})
+    -- keep: the pair is made as token objects and stays (e.g. to audit or reuse it).
+    local pub, priv = M.transport_pair(dst, {bits = opts.bits, token = opts.keep,
+      label = opts.keep and ("hsmsh-transport-" .. os.date("!%Y%m%dT%H%M%SZ")) or nil})
     if kind == "rsa-oaep" then t.strength = wrap.strength(pub) end
     local spub, err = wrap.import_public(src, keys.spki(pub))
     need(spub, "cannot import the transport public key into the source: " .. tostring(err))
@@ -236,7 +245,8 @@ function M.transport(src, dst, opts)
     function t.close()
       if t.closed then return end
       t.closed = true
-      spub:destroy(); pub:destroy(); priv:destroy()
+      spub:destroy()
+      if not opts.keep then pub:destroy(); priv:destroy() end
     end
     -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
     local probe = assert(src:generate{type = "AES", bits = 128, token = false,
@@ -323,6 +333,16 @@ local function blocker(it, t, opts)
   return nil
 end
 
+--- Objects with CKA_TOKEN=false seen by a process that has made none yet: impossible in
+--- PKCS#11 (session objects die with their process), yet SoftHSM2 leaves them when a process
+--- is killed while creating one (the object's file is written before the template is
+--- applied). Called before a run makes its own session objects.
+function M.ghosts(session)
+  local list, err = session:find_all({CKA_TOKEN = false})
+  if not list then error("listing the token's session objects failed: " .. tostring(err), 0) end
+  return list
+end
+
 M.blocker = blocker
 M.index = index
 M.check_of = check_of
@@ -356,7 +376,9 @@ end
 --- {ref=, a=<attributes>, check=, obj= | blob=}. base: fields of the plan, among them
 --- prove(it, dst_obj) -> description, raising when the destination object is not the key.
 function M.plan_items(srcs, dst, opts, base)
-  local dsts = index(dst)
+  -- Resuming, an object nothing can be read of is what a killed write left: a stray.
+  local unreadable = opts.previous and {} or nil
+  local dsts = index(dst, nil, false, unreadable)
   local inflight = M.inflight(opts.previous)
   local at_dst = {}
   for _, d in ipairs(dsts) do
@@ -366,6 +388,26 @@ function M.plan_items(srcs, dst, opts, base)
   local plan = base
   plan.items, plan.counts, plan.conflicts = {}, {}, 0
   plan.transport, plan.dst, plan.inflight = opts.transport, dst, inflight
+  -- How many destination objects each ref has now: journaled before the first write, so a
+  -- resume can tell the half-made objects a killed C_UnwrapKey left without a label or ID.
+  plan.dst_counts = {}
+  for _, d in ipairs(dsts) do plan.dst_counts[d.ref] = (plan.dst_counts[d.ref] or 0) + 1 end
+  plan.strays = unreadable or {}
+  local before
+  for _, ev in ipairs(opts.previous or {}) do
+    if ev.event == "destination" and not before then before = ev.counts end
+  end
+  if before then
+    local seen_now = {}
+    for _, d in ipairs(dsts) do
+      seen_now[d.ref] = (seen_now[d.ref] or 0) + 1
+      local anonymous = (d.a.CKA_LABEL or "") == "" and (d.a.CKA_ID or "") == ""
+      local key = d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY"
+      if anonymous and key and seen_now[d.ref] > (before[d.ref] or 0) then
+        plan.strays[#plan.strays + 1] = d.obj
+      end
+    end
+  end
   local dst_keys, seen = 0, {}
   for _, d in ipairs(dsts) do
     if d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY" then dst_keys = dst_keys + 1 end
@@ -562,13 +604,15 @@ end
 --- Finishes one item whose object exists on the destination: attributes the template could
 --- not carry are set (as the seed's step 8), then the check value, every attribute and an
 --- operation are verified. Returns {forced = {names}, verified = how}; raises on a mismatch.
-local function settle(plan, it, d_obj)
-  local dst, quirks = plan.dst, plan.dst_quirks or {}
+local function settle(plan, it, d_obj, ours)
+  local quirks = plan.dst_quirks or {}
   local unrecorded = quirks.unrecorded or {}
   local got = attrs.capture(d_obj)
   local fix = {}
   for _, d in ipairs(attrs.diff(it.a, got)) do
-    if not d.forced and not unrecorded[d.name] and d.from ~= nil then fix[d.name] = d.from end
+    -- Only an object this migration made is corrected; one that was there before is not ours
+    -- to change (a difference then fails the item).
+    if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil then fix[d.name] = d.from end
   end
   if next(fix) then
     for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
@@ -598,8 +642,9 @@ end
 -- Objects on the destination with this item's class, ID and label that were not there
 -- when the plan was made: what a failed or interrupted step may have left.
 local function leftovers(plan, it)
-  local list = plan.dst:find_all({CKA_CLASS = it.a.CKA_CLASS, CKA_ID = it.a.CKA_ID or "",
-                                  CKA_LABEL = it.a.CKA_LABEL or ""})
+  -- Only the attributes the object has: a data object has no CKA_ID to match on.
+  local list = plan.dst:find_all({CKA_CLASS = it.a.CKA_CLASS, CKA_ID = it.a.CKA_ID,
+                                  CKA_LABEL = it.a.CKA_LABEL})
   if not list then error("searching the destination after an error failed", 0) end
   return list
 end
@@ -641,7 +686,7 @@ local function finish(plan, it, journal, obj, err, code)
     if not obj then
       -- The module said no; it may still have made (part of) the object.
       for _, left in ipairs(leftovers(plan, it)) do
-        local sok, r = pcall(settle, plan, it, left)
+        local sok, r = pcall(settle, plan, it, left, true)
         if sok then
           r.status, r.recovered = "migrated", ("the module reported %s but the key was created"):format(code or err)
           return r
@@ -651,7 +696,7 @@ local function finish(plan, it, journal, obj, err, code)
       end
       error(tostring(err), 0)
     end
-    local sok, r = pcall(settle, plan, it, obj)
+    local sok, r = pcall(settle, plan, it, obj, true)
     if not sok then
       journal({event = "step", ref = it.ref, step = "destroy-mismatch"})
       obj:destroy()
@@ -679,11 +724,20 @@ local function run_item(plan, it, journal)
   end
   if it.strategy == "skip" then
     local ev = event(it)
-    local ok, r = pcall(settle, plan, it, it.dst)
+    local ours = plan.inflight[it.ref]
+    local ok, r = pcall(settle, plan, it, it.dst, ours)
+    if not ok and ours and it.a.CKA_EXTRACTABLE ~= false then
+      -- Ours, from an interrupted run, and not right (a module killed halfway through
+      -- writing it, e.g. an EC key without its CKA_EC_PARAMS yet): made again.
+      journal({event = "step", ref = it.ref, step = "destroy-partial"})
+      it.dst:destroy()
+      local bok, err = pcall(begin, plan, it, journal)
+      if not bok then return finish(plan, it, journal, nil, err) end
+      return finish(plan, it, journal, create(plan, it))
+    end
     if not ok then
       ev.status, ev.reason = "failed", tostring(r)
     else
-      local ours = plan.inflight[it.ref]
       ev.status, ev.verified = ours and "migrated" or "skipped", r.verified
       ev.recovered = ours and "found on the destination after an interrupted run" or nil
       if #r.forced > 0 then ev.differs = table.concat(r.forced, ",") end
@@ -726,7 +780,8 @@ local function run_batch(plan, items, journal, on_event)
   end
 end
 
---- Applies a plan. opts: {journal = function(ev), on_item = function(event), workers = N}.
+--- Applies a plan. opts: {journal = function(ev), on_item = function(event), workers = N,
+--- resumed = true when continuing a journal that already holds the "destination" event}.
 --- With workers > 1 and a transport that unwraps in parallel (t.unwrap_batch), keys go in
 --- chunks through the transport's worker sessions. Refuses to start when the plan has
 --- conflicts. Returns the summary {migrated=, skipped=, blocked=, failed=}.
@@ -739,6 +794,14 @@ function M.apply(plan, opts)
   local journal = opts.journal or function() end
   plan.dst_quirks = attrs.quirks(plan.dst)
   local sum = {migrated = 0, skipped = 0, blocked = 0, failed = 0}
+  if not opts.resumed then journal({event = "destination", counts = plan.dst_counts}) end
+  for _, obj in ipairs(plan.strays or {}) do
+    -- A key with neither label nor ID that appeared during the interrupted run, or an object
+    -- nothing can be read of: what a killed C_UnwrapKey had made before finishing it.
+    journal({event = "step", step = "destroy-stray"})
+    obj:destroy()
+    sum.removed = (sum.removed or 0) + 1
+  end
   local function on_event(ev)
     sum[ev.status] = sum[ev.status] + 1
     if opts.on_item then opts.on_item(ev) end

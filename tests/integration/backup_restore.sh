@@ -52,7 +52,7 @@ check "pkcs11-tool encrypted on blue" [ -s "$work/ct" ]
 # ---- restore on machine 2 ----
 export SOFTHSM2_CONF=$DST_CONF
 cp "$work/blue.arc" "$work/bad.arc"
-printf '\x01' | dd of="$work/bad.arc" bs=1 seek=4000 conv=notrunc 2> /dev/null
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[4000]^=0x01; open(p,"wb").write(b)' "$work/bad.arc"
 h run protectserver/backup-file side=restore token="$PS3" file="$work/bad.arc" "$COMPS" --yes; rc_is 1
 has err "bad.arc"
 check "a tampered archive writes nothing" [ "$(objects "$DST_CONF" ps3)" -eq 0 ]

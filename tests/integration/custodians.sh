@@ -46,7 +46,7 @@ has err "1 share"; check "one share writes nothing" [ "$(objects "$T")" -eq 0 ]
 h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$work/nofm/share-2,$work/nofm/share-2"; rc_is 1
 has err "share index 2 given twice"
 cp "$work/nofm/share-1" "$work/altered"
-printf '\x55' | dd of="$work/altered" bs=1 seek=60 conv=notrunc 2> /dev/null
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[60]^=0x55; open(p,"wb").write(b)' "$work/altered"
 h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$work/altered,$work/nofm/share-2"; rc_is 1
 has err "$work/altered: share file: altered"
 mkdir -p "$work/other"

@@ -128,6 +128,13 @@ missing=$(not_on "$(inventory "$BLUE" "$SOFTHSM2_CONF")" "$(inventory "$PAR" "$S
 check "workers=3 after a kill: every object on par is on blue, once: $missing" [ -z "$missing" ]
 check "par holds 23 objects, none doubled" [ "$(count "$PAR")" -eq 23 ]
 
+# ---- keep_transport leaves the run's RSA pair on the destination (and nothing on the source) ----
+softhsm2-util --init-token --free --label kept --pin 1234 --so-pin 12345678 > /dev/null
+KEPT="pkcs11:token=kept?pin-source=file:$work/pin"
+h run generic/migrate from="$BLUE" to="$KEPT" filter=label=aes-128 keep_transport=true; rc_is 0
+check "the transport pair stays on the destination" [ "$(inventory "$KEPT" "$SOFTHSM2_CONF" | grep -c hsmsh-transport-)" -eq 2 ]
+check "nothing of it on the source" [ "$(inventory "$BLUE" "$SOFTHSM2_CONF" | grep -c hsmsh-transport)" -eq 0 ]
+
 # ---- capacity and FIPS model the target's limits ----
 softhsm2-util --init-token --free --label small --pin 1234 --so-pin 12345678 > /dev/null
 SMALL="pkcs11:token=small?pin-source=file:$work/pin"
@@ -160,12 +167,13 @@ has err "step 5: wrapped 8 keys"   # 7 lab keys and clash
 check "no key material in the manifest" bash -c "! grep -q CKA_VALUE\\\" '$work/xfer/manifest.jsonl'"
 export SOFTHSM2_CONF="$work/m2/softhsm2.conf"
 # A damaged blob is refused before anything is written.
-cp "$work/xfer/key-0002.bin" "$work/saved.bin"
-printf '\x00' | dd of="$work/xfer/key-0002.bin" bs=1 seek=300 conv=notrunc 2> /dev/null
+blob=$(ls "$work"/xfer/key-*.bin | head -n 1)   # which numbers exist follows the source order
+cp "$blob" "$work/saved.bin"
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[100]^=0xff; open(p,"wb").write(b)' "$blob"
 h run cloudhsm/rsa-aes-migrate side=destination step=finish to="$HSM2" dir="$work/xfer"; rc_is 1
-has err "key-0002.bin does not match its SHA-256"
+has err "$(basename "$blob") does not match its SHA-256"
 check "a damaged exchange writes nothing" [ "$(count "$HSM2")" -eq 2 ]
-cp "$work/saved.bin" "$work/xfer/key-0002.bin"
+cp "$work/saved.bin" "$blob"
 h run cloudhsm/rsa-aes-migrate side=destination step=finish to="$HSM2" dir="$work/xfer" --json; rc_is 0
 field_is summary migrated 8; field_is summary failed 0
 has out '"verified":"decrypted on the destination what the source encrypted"'

@@ -11,7 +11,19 @@ local function setup(ctx)
   if p.workers < 1 or p.workers > 32 then error("workers must be between 1 and 32", 0) end
   st.src, st.dst = ctx.token(p.from), ctx.token(p.to)
   st.filter = migrate.filter(p.filter)
-  st.transport = migrate.transport(st.src, st.dst, {kind = p.transport, kek = p.kek})
+  if ctx.previous and not ctx.dry_run then
+    -- Resuming: remove what a killed run's half-made session objects left behind.
+    for side, s in pairs({source = st.src, destination = st.dst}) do
+      for _, ghost in ipairs(migrate.ghosts(s)) do
+        ctx.journal({event = "step", step = "destroy-ghost", side = side})
+        ghost:destroy()
+        st.ghosts = (st.ghosts or 0) + 1
+      end
+    end
+    if st.ghosts then ctx.say("removed %d session object(s) a killed run left behind", st.ghosts) end
+  end
+  st.transport = migrate.transport(st.src, st.dst, {kind = p.transport, kek = p.kek,
+                                                    keep = p.keep_transport and not ctx.dry_run})
   if p.workers > 1 then
     -- One destination session per unwrapping thread (sessions share the token's login).
     local list = {}
@@ -42,6 +54,8 @@ return {
            doc = "label of an AES key-encryption key present on both tokens (transport=aes-kwp)"},
     capacity = {type = "integer", required = false, doc = "the destination's key limit"},
     fips = {type = "boolean", default = false, doc = "the destination is in FIPS mode (no 3DES)"},
+    keep_transport = {type = "boolean", default = false,
+                      doc = "keep the run's RSA transport pair on the destination (token objects)"},
     workers = {type = "integer", default = 1,
                doc = "destination sessions unwrapping in parallel threads (keys are still verified one by one)"},
   },
@@ -79,7 +93,10 @@ return {
       apply = function(ctx)
         local st = setup(ctx)
         local bar = ctx.progress(#st.plan.items, "migrating")
-        local sum = migrate.apply(st.plan, {journal = ctx.journal, workers = ctx.params.workers, on_item = function(ev)
+        local resumed = false
+        for _, ev in ipairs(ctx.previous or {}) do resumed = resumed or ev.event == "destination" end
+        local ok, sum = pcall(migrate.apply, st.plan, {journal = ctx.journal, workers = ctx.params.workers,
+                                                      resumed = resumed, on_item = function(ev)
           bar.tick()
           local out = {event = "key", label = ev.label, id = ev.id, class = ev.class,
                        status = ev.status, reason = ev.reason, kcv = ev.kcv,
@@ -90,26 +107,28 @@ return {
           if ev.status == "failed" then ctx.say("FAILED %s: %s", ev.ref, ev.reason) end
         end})
         bar.done()
-        st.transport.close()
+        st.transport.close()   -- the run's transport objects go whatever happened
+        if not ok then error(sum, 0) end
         st.summary = sum
         sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
         ctx.emit(sum)
-        ctx.say("%d migrated, %d skipped (already there), %d blocked, %d failed",
-          sum.migrated, sum.skipped, sum.blocked, sum.failed)
+        ctx.say("%d migrated, %d skipped (already there), %d blocked, %d failed%s",
+          sum.migrated, sum.skipped, sum.blocked, sum.failed,
+          sum.removed and (", %d half-made object(s) of the interrupted run removed"):format(sum.removed) or "")
         if sum.failed > 0 then ctx.status = 1 end
       end,
+      -- No rollback: keys already migrated stay (verified copies, listed in the journal), and
+      -- apply removes the run's transport objects itself; a failure exits 1.
       verify = function(ctx)
         local st = ctx.state
-        local after = migrate.fingerprint(st.src)
+        local ok, after = pcall(migrate.fingerprint, st.src)
+        if not ok then
+          error("could not re-read the source to prove it unchanged (" .. tostring(after)
+            .. "); the migrated keys stay on the destination", 0)
+        end
         if after ~= st.source_before then
           error("the source token changed during the migration (its attribute fingerprint differs)", 0)
         end
-      end,
-      rollback = function(ctx)
-        -- Keys already migrated stay (they are verified copies; the journal lists them):
-        -- only the run's own transport objects go.
-        local st = ctx.state
-        if st.transport then pcall(st.transport.close) end
       end,
     },
   },

@@ -199,6 +199,25 @@ describe("migrate apply", function()
     assert.equal(src:find({CKA_LABEL = "k128"}):kcv(), dst:find({CKA_LABEL = "k128"}):kcv())
   end)
 
+  it("removes a key a killed unwrap left without label or ID, and no other", function()
+    local src <close> = hsm.token(H.new_token("stray-src"))
+    local dst <close> = hsm.token(H.new_token("stray-dst"))
+    aes(src, "k", "\1")
+    -- There before the interrupted run (journaled): kept. Appeared during it: removed.
+    assert(dst:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true})
+    local previous = {{event = "destination", counts = {["secret-key//"] = 1}},
+                      {event = "step", ref = "secret-key/01/k", step = "create"}}
+    assert(dst:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true})
+    local t = migrate.transport(src, dst, {})
+    local plan = migrate.plan(src, dst, {transport = t, previous = previous})
+    assert.equal(1, #plan.strays)
+    local sum = migrate.apply(plan, {resumed = true})
+    t.close()
+    assert.equal(1, sum.removed)
+    assert.equal(1, sum.migrated)
+    assert.equal(2, #assert(dst:find_all({CKA_CLASS = "CKO_SECRET_KEY"})))
+  end)
+
   it("replaces what an interrupted run left half-made, and only that", function()
     local src <close> = hsm.token(H.new_token("redo-src"))
     local dst <close> = hsm.token(H.new_token("redo-dst"))

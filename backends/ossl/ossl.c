@@ -157,30 +157,40 @@ static int der_header(const unsigned char *p, size_t n, unsigned *tag, size_t *h
     return 0;
 }
 
+/* The checks every DER input gets before it is parsed: present, not too large, not PEM. */
+static int der_precheck(const unsigned char *der, size_t len, const char *what, hsm_err *err)
+{
+    if (!der || len == 0)
+        return fail(err, "%s is empty", what);
+    if (len > LONG_MAX)
+        return fail(err, "%s is too large (%zu bytes)", what, len);
+    if (len >= 10 && memcmp(der, "-----BEGIN", 10) == 0)
+        return fail(err, "%s is PEM text, not DER (decode it with hsm_pem_decode first)", what);
+    return 0;
+}
+
+/* After parsing: the object must span exactly len bytes (end = where the parser stopped). */
+static int der_exact(const unsigned char *der, size_t len, const unsigned char *end,
+                     const char *what, hsm_err *err)
+{
+    if (end == der + len)
+        return 0;
+    return fail(err, "%zu unexpected bytes after the DER %s", (size_t)(der + len - end), what);
+}
+
 /* Parses a DER certificate that must span exactly len bytes. */
 static X509 *cert_parse(const unsigned char *der, size_t len, hsm_err *err)
 {
-    if (!der || len == 0) {
-        fail(err, "certificate is empty");
+    if (der_precheck(der, len, "certificate", err) != 0)
         return NULL;
-    }
-    if (len > LONG_MAX) {
-        fail(err, "certificate is too large (%zu bytes)", len);
-        return NULL;
-    }
-    if (len >= 10 && memcmp(der, "-----BEGIN", 10) == 0) {
-        fail(err, "certificate is PEM text, not DER (decode it with hsm_pem_decode first)");
-        return NULL;
-    }
     const unsigned char *p = der;
     X509 *x = d2i_X509(NULL, &p, (long)len);
     if (!x) {
         ofail(err, "not a DER X.509 certificate");
         return NULL;
     }
-    if (p != der + len) {
+    if (der_exact(der, len, p, "certificate", err) != 0) {
         X509_free(x);
-        fail(err, "%zu unexpected bytes after the DER certificate", (size_t)(der + len - p));
         return NULL;
     }
     return x;
@@ -1363,27 +1373,16 @@ static int attr_out(const X509_NAME *nm, int nid, char *dst, size_t dlen, const 
 /* Parses a DER PKCS#10 request that must span exactly len bytes. */
 static X509_REQ *csr_parse(const unsigned char *der, size_t len, hsm_err *err)
 {
-    if (!der || len == 0) {
-        fail(err, "certificate request is empty");
+    if (der_precheck(der, len, "certificate request", err) != 0)
         return NULL;
-    }
-    if (len > LONG_MAX) {
-        fail(err, "certificate request is too large (%zu bytes)", len);
-        return NULL;
-    }
-    if (len >= 10 && memcmp(der, "-----BEGIN", 10) == 0) {
-        fail(err, "certificate request is PEM text, not DER (decode it with hsm_pem_decode first)");
-        return NULL;
-    }
     const unsigned char *p = der;
     X509_REQ *r = d2i_X509_REQ(NULL, &p, (long)len);
     if (!r) {
         ofail(err, "not a DER PKCS#10 certificate request");
         return NULL;
     }
-    if (p != der + len) {
+    if (der_exact(der, len, p, "certificate request", err) != 0) {
         X509_REQ_free(r);
-        fail(err, "%zu unexpected bytes after the DER certificate request", (size_t)(der + len - p));
         return NULL;
     }
     return r;

@@ -143,7 +143,7 @@ static int l_listdir(lua_State *L)
     }
     if (!failed && errno)
         failed = errno;
-    if (!failed)
+    if (!failed && n > 1)   /* qsort with a NULL array (an empty directory) is undefined */
         qsort(names, n, sizeof *names, by_name);
     lua_createtable(L, failed ? 0 : (int)n, 0);
     for (size_t i = 0; i < n; i++) {

@@ -14,7 +14,7 @@
 #                        interleaved; the summary shows medians and min-max
 #   BENCH_P11TOOL_N=200  keys for the pkcs11-tool loop (0 skips it)
 #   BENCH_PROFILE=1      afterwards, profile one more raw run and one more hsmsh run: PKCS#11
-#                        calls and time per function (bench/p11prof.c) and hsmsh's time per
+#                        calls and time per function (tests/fault/faultp11.c) and hsmsh's time per
 #                        stdlib function (bench/profile.lua), per key
 #   SOFTHSM2_MODULE=PATH the module (default /usr/lib/softhsm/libsofthsm2.so)
 set -euo pipefail
@@ -325,29 +325,32 @@ echo "hsmsh migrate / raw rsa-aes: $(ratio "$(rate "$N" "$mig")" "$rawrate") fro
 
 echo
 echo "== profile (BENCH_PROFILE=1): one more raw rsa-aes run and one more hsmsh migrate run,"
-echo "   each through bench/p11prof.c (a timing pass-through module); hsmsh also under"
-echo "   bench/profile.lua (wall time per stdlib function, exclusive of wrapped callees)"
+echo "   each through tests/fault/faultp11.c (no rules: a pass-through that counts calls and"
+echo "   times them inside the module); hsmsh also under bench/profile.lua (wall time per stdlib"
+echo "   function, exclusive of wrapped callees)"
 # shellcheck disable=SC2086 # pkg-config's flags are words
-cc -O2 -std=c11 -Wall -Wextra -shared -fPIC $P11KIT_CFLAGS "$here/p11prof.c" \
-  -o "$work/libp11prof.so" -ldl -lpthread
-PROF=$work/libp11prof.so
+cc -O2 -std=c11 -Wall -Wextra -D_GNU_SOURCE -shared -fPIC $P11KIT_CFLAGS \
+  "$here/../tests/fault/faultp11.c" -o "$work/libprof.so" -ldl -lpthread
+PROF=$work/libprof.so
+export HSMSH_FAULT_MODULE=$MODULE
+unset HSMSH_FAULT HSMSH_FAULT_LOG
 reset_dst
-P11PROF_MODULE=$MODULE P11PROF_OUT=$work/prof.raw \
+HSMSH_FAULT_COUNT=$work/prof.raw \
   timed prof_raw "$work/raw_migrate" "$PROF" "$PIN" rsa-aes src dst
 expect_count dst "$N" "profiled raw rsa-aes"
 reset_dst
 PSRC="pkcs11:token=src?module-path=$PROF&pin-value=$PIN"
 PDST="pkcs11:token=dst?module-path=$PROF&pin-value=$PIN"
-P11PROF_MODULE=$MODULE P11PROF_OUT=$work/prof.hsmsh \
+HSMSH_FAULT_COUNT=$work/prof.hsmsh \
   timed prof_mig "$HSMSH" "$here/profile.lua" "$work/prof.lua" run generic/migrate \
   "from=$PSRC" "to=$PDST" --json --journal "$work/journal3"
 summary prof_mig "$N" 0
 echo "   wall: raw ${SECS[prof_raw]} s, hsmsh ${SECS[prof_mig]} s (with the profilers)"
 echo
 echo "PKCS#11 calls and time inside the module, per key (ms), raw rsa-aes vs hsmsh migrate:"
-awk -v n="$N" '
+awk -v n="$N" -v wr="${SECS[prof_raw]}" -v wh="${SECS[prof_mig]}" '
   FNR == 1 { file++ }
-  { if (!($1 in seen) && $1 != "total" && $1 != "process") { seen[$1] = 1; order[++k] = $1 }
+  { if (!($1 in seen) && $1 != "total") { seen[$1] = 1; order[++k] = $1 }
     c[file, $1] = $2; t[file, $1] = $3 }
   function line(label, nm) {
     printf "   %-22s %10.2f %10.3f %12.2f %10.3f\n", label, c[1, nm] / n, 1000 * t[1, nm] / n,
@@ -355,10 +358,9 @@ awk -v n="$N" '
   }
   END {
     printf "   %-22s %10s %10s %12s %10s\n", "function", "raw calls", "raw ms", "hsmsh calls", "hsmsh ms"
-    for (i = 1; i <= k; i++) line(order[i], order[i])
+    for (i = 1; i <= k; i++) if (c[1, order[i]] + c[2, order[i]] > 0) line(order[i], order[i])
     line("all PKCS#11 calls", "total")
-    printf "   %-22s %10s %10.3f %12s %10.3f\n", "process wall", "", 1000 * c[1, "process"] / n,
-      "", 1000 * c[2, "process"] / n
+    printf "   %-22s %10s %10.3f %12s %10.3f\n", "process wall", "", 1000 * wr / n, "", 1000 * wh / n
   }' "$work/prof.raw" "$work/prof.hsmsh"
 echo
 echo "hsmsh time per key by stdlib function (ms, exclusive; inclusive in brackets):"

@@ -248,20 +248,11 @@ function M.recipe(spec)
             error(("%d conflict(s): the token holds different objects under the same class, ID and label; nothing was written")
               :format(plan.conflicts), 0)
           end
-          local bar = ctx.progress(#plan.items, "restoring")
-          local sum = migrate.apply(plan, {journal = ctx.journal, on_item = function(ev)
-            bar.tick()
-            ev.event, ev._order, ev.ref = "key", {"event", "label", "id", "status", "reason", "kcv"}, nil
-            ctx.emit(ev)
-            if ev.status == "failed" then ctx.say("FAILED %s/%s: %s", ev.label, ev.id, ev.reason) end
-          end})
-          bar.done()
+          local ok, sum = pcall(migrate.apply_reported, ctx, plan, "restoring")
           if not p.keep_key then key:destroy() end
-          sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
-          ctx.emit(sum)
+          if not ok then error(sum, 0) end
           ctx.say("restored %d objects, %d already there, %d blocked (not exported or not restorable), %d failed",
             sum.migrated, sum.skipped, sum.blocked, sum.failed)
-          if sum.failed > 0 then ctx.status = 1 end
         end,
       },
     },

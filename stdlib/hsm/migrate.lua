@@ -824,4 +824,27 @@ function M.apply(plan, opts)
   return sum
 end
 
+--- Applies a plan inside a recipe: a progress bar, one "key" event per object (FAILED lines
+--- on the terminal), a final "summary" event, and ctx.status = 1 when any object failed.
+--- what: the progress bar's label; opts as apply's. Returns the summary.
+function M.apply_reported(ctx, plan, what, opts)
+  local bar = ctx.progress(#plan.items, what)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.journal = o.journal or ctx.journal
+  o.on_item = function(ev)
+    bar.tick()
+    ev.event, ev.ref, ev._order = "key", nil, {"event", "label", "id", "status", "reason", "kcv"}
+    ctx.emit(ev)
+    if ev.status == "failed" then ctx.say("FAILED %s/%s: %s", ev.class or "", ev.label, ev.reason) end
+  end
+  local ok, sum = pcall(M.apply, plan, o)
+  bar.done()
+  if not ok then error(sum, 0) end
+  sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
+  ctx.emit(sum)
+  if sum.failed > 0 then ctx.status = 1 end
+  return sum
+end
+
 return M

@@ -13,7 +13,7 @@
  *   kill:FN:K[:after]          the same at the K-th call of FN
  *
  * CKR is a name (CKR_DEVICE_ERROR) or a number (0x30, 48). Env HSMSH_FAULT_COUNT=PATH: the
- * counts are written to PATH ("total N", then "C_Xxx N" for each of the 67 counted
+ * counts are written to PATH ("total N SECONDS", then "C_Xxx N SECONDS" for each of the 67 counted
  * functions) at C_Finalize, at exit (or dlclose), and just before a kill. Env
  * HSMSH_FAULT_LOG=PATH: one line appended per call, "N C_Xxx RV" (RV a CKR name; " injected"
  * follows a faked one; "KILL" / "KILL-after" for a kill). See README.md. */
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
@@ -252,6 +253,14 @@ static struct rule rules[MAX_RULES];   /* static: nothing to leak when the modul
 static size_t n_rules;
 static unsigned long total_calls;
 static unsigned long fn_calls[FN_COUNT];
+static double fn_secs[FN_COUNT];    /* wall time spent inside the real module */
+
+static double now_secs(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static const char *ckr_name(CK_RV rv, char *buf, size_t len)
 {
@@ -452,10 +461,14 @@ static void write_counts_locked(void)
     const char *path = getenv("HSMSH_FAULT_COUNT");
     if (!path || !*path)
         return;
-    char buf[FN_COUNT * 48 + 64];
-    size_t len = (size_t)snprintf(buf, sizeof buf, "total %lu\n", total_calls);
+    char buf[FN_COUNT * 64 + 64];
+    double secs = 0;
+    for (int i = 0; i < FN_COUNT; i++)
+        secs += fn_secs[i];
+    size_t len = (size_t)snprintf(buf, sizeof buf, "total %lu %.6f\n", total_calls, secs);
     for (int i = 0; i < FN_COUNT && len < sizeof buf; i++)
-        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s %lu\n", fn_names[i], fn_calls[i]);
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s %lu %.6f\n", fn_names[i],
+                                fn_calls[i], fn_secs[i]);
     if (len > sizeof buf)
         len = sizeof buf;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -601,8 +614,14 @@ static void begin(int fn, struct action *a)
                 rv = CKR_GENERAL_ERROR;                                                      \
             else if (!fl->name)                                                              \
                 rv = CKR_FUNCTION_NOT_SUPPORTED;                                             \
-            else                                                                             \
+            else {                                                                           \
+                double t0 = now_secs();                                                      \
                 rv = fl->name args;                                                          \
+                double dt = now_secs() - t0;                                                 \
+                pthread_mutex_lock(&lock);                                                   \
+                fn_secs[FN_##name] += dt;                                                    \
+                pthread_mutex_unlock(&lock);                                                 \
+            }                                                                                \
             if (act.fail == 2)                                                               \
                 rv = act.rv;                                                                 \
         }                                                                                    \

@@ -228,21 +228,10 @@ return {
         if not on(ctx, "destination", "finish") then return false end
         local st = ctx.state
         local plan = st.plan
-        local bar = ctx.progress(#plan.items, "unwrapping")
-        local sum = migrate.apply(plan, {journal = ctx.journal, on_item = function(ev)
-          bar.tick()
-          ev.event, ev._order = "key", {"event", "label", "id", "status", "reason", "kcv"}
-          ev.ref = nil
-          ctx.emit(ev)
-          if ev.status == "failed" then ctx.say("FAILED %s/%s: %s", ev.label, ev.id, ev.reason) end
-        end})
-        bar.done()
+        local sum = migrate.apply_reported(ctx, plan, "unwrapping")
         st.summary = sum
-        sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
-        ctx.emit(sum)
         ctx.say("steps 7-8: %d unwrapped and tested, %d already there, %d blocked, %d failed",
           sum.migrated, sum.skipped, sum.blocked, sum.failed)
-        if sum.failed > 0 then ctx.status = 1 end
       end,
     },
     {

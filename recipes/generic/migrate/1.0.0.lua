@@ -92,30 +92,16 @@ return {
       name = "migrate",
       apply = function(ctx)
         local st = setup(ctx)
-        local bar = ctx.progress(#st.plan.items, "migrating")
         local resumed = false
         for _, ev in ipairs(ctx.previous or {}) do resumed = resumed or ev.event == "destination" end
-        local ok, sum = pcall(migrate.apply, st.plan, {journal = ctx.journal, workers = ctx.params.workers,
-                                                      resumed = resumed, on_item = function(ev)
-          bar.tick()
-          local out = {event = "key", label = ev.label, id = ev.id, class = ev.class,
-                       status = ev.status, reason = ev.reason, kcv = ev.kcv,
-                       fingerprint = ev.fingerprint, verified = ev.verified, differs = ev.differs,
-                       recovered = ev.recovered,
-                       _order = {"event", "label", "id", "status", "reason", "kcv"}}
-          ctx.emit(out)
-          if ev.status == "failed" then ctx.say("FAILED %s: %s", ev.ref, ev.reason) end
-        end})
-        bar.done()
+        local ok, sum = pcall(migrate.apply_reported, ctx, st.plan, "migrating",
+                              {workers = ctx.params.workers, resumed = resumed})
         st.transport.close()   -- the run's transport objects go whatever happened
         if not ok then error(sum, 0) end
         st.summary = sum
-        sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
-        ctx.emit(sum)
         ctx.say("%d migrated, %d skipped (already there), %d blocked, %d failed%s",
           sum.migrated, sum.skipped, sum.blocked, sum.failed,
           sum.removed and (", %d half-made object(s) of the interrupted run removed"):format(sum.removed) or "")
-        if sum.failed > 0 then ctx.status = 1 end
       end,
       -- No rollback: keys already migrated stay (verified copies, listed in the journal), and
       -- apply removes the run's transport objects itself; a failure exits 1.

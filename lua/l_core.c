@@ -305,11 +305,12 @@ static int l_unhex(lua_State *L)
     return 1;
 }
 
-/* core.now() -> monotonic seconds (float), for rates and durations */
+/* core.now([wall]) -> monotonic seconds (float), for rates and durations; wall = true: seconds
+ * since the epoch (CLOCK_REALTIME) */
 static int l_now(lua_State *L)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(lua_toboolean(L, 1) ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
     return 1;
 }

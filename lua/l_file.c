@@ -16,6 +16,7 @@
 
 typedef struct lhsm_sha256 {
     hsm_sha256_ctx *c;          /* NULL once finished or collected */
+    size_t len;                 /* digest length in bytes */
 } lhsm_sha256;
 
 static lhsm_sha256 *check_sha(lua_State *L)
@@ -26,13 +27,17 @@ static lhsm_sha256 *check_sha(lua_State *L)
     return d;
 }
 
-/* core.sha256_stream() -> hsm.Sha256 (d:update(data) -> d, d:final() -> 32-byte digest) */
+/* core.sha256_stream([bits]) -> hsm.Sha256 (d:update(data) -> d, d:final() -> digest);
+ * bits = 256 (default) or 512 for SHA-512 */
 static int l_sha256_stream(lua_State *L)
 {
+    lua_Integer bits = luaL_optinteger(L, 1, 256);
+    luaL_argcheck(L, bits == 256 || bits == 512, 1, "256 or 512");
     lhsm_sha256 *d = lua_newuserdatauv(L, sizeof *d, 0);
     d->c = NULL;
     luaL_setmetatable(L, LHSM_SHA256);
-    d->c = hsm_sha256_new();
+    d->len = (size_t)bits / 8;
+    d->c = hsm_sha256_new((int)bits);
     if (!d->c)
         return luaL_error(L, "sha256_stream: out of memory");
     return 1;
@@ -50,17 +55,17 @@ static int l_sha256_update(lua_State *L)
     return 1;
 }
 
-/* d:final() -> 32-byte digest; the stream is finished afterwards */
+/* d:final() -> 32- or 64-byte digest; the stream is finished afterwards */
 static int l_sha256_final(lua_State *L)
 {
     lhsm_sha256 *d = check_sha(L);
-    unsigned char out[32];
+    unsigned char out[64];
     int r = hsm_sha256_final(d->c, out);
     hsm_sha256_free(d->c);
     d->c = NULL;
     if (r != 0)
         return luaL_error(L, "sha256 final failed");
-    lua_pushlstring(L, (const char *)out, sizeof out);
+    lua_pushlstring(L, (const char *)out, d->len);
     return 1;
 }
 

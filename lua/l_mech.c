@@ -2,7 +2,8 @@
  * {"CKM_AES_CBC_PAD", iv = "..."}, {"CKM_RSA_PKCS_OAEP", hash = "sha256"},
  * {"CKM_AES_GCM", iv = "...", aad = "...", tag_bits = 128},
  * {"CKM_RSA_AES_KEY_WRAP", aes_bits = 256, hash = "sha256"},
- * {"CKM_ECDH1_DERIVE", public = "<EC point>", kdf = "sha256", shared = "..."}. */
+ * {"CKM_ECDH1_DERIVE", public = "<EC point>", kdf = "sha256", shared = "..."},
+ * {"CKM_AES_CBC_ENCRYPT_DATA", iv = "<16 bytes>", data = "<multiple of 16 bytes>"}. */
 #include <string.h>
 
 #include "lhsm.h"
@@ -84,6 +85,17 @@ void lhsm_checkmech(lua_State *L, int idx, lhsm_mech *out)
         out->p.ecdh.shared_data_len = len;
         out->m.pParameter = &out->p.ecdh;
         out->m.ulParameterLen = sizeof out->p.ecdh;
+        return;
+    }
+    case CKM_AES_CBC_ENCRYPT_DATA: {
+        const char *iv = opt_bytes(L, idx, "iv", &len);
+        if (len != sizeof out->p.aes_cbc_data.iv)
+            luaL_error(L, "CKM_AES_CBC_ENCRYPT_DATA needs iv = 16 bytes (got %d)", (int)len);
+        memcpy(out->p.aes_cbc_data.iv, iv, len);
+        out->p.aes_cbc_data.pData = (CK_BYTE *)opt_bytes(L, idx, "data", &len);
+        out->p.aes_cbc_data.length = len;
+        out->m.pParameter = &out->p.aes_cbc_data;
+        out->m.ulParameterLen = sizeof out->p.aes_cbc_data;
         return;
     }
     case CKM_AES_GCM:

@@ -385,7 +385,8 @@ static void push_hex(lua_State *L, const unsigned char *p, size_t n)
 
 /* core.cert_info(der) -> {subject=, issuer=, cn=, org=, subject_serial=, issuer_cn=,
  *   serial= (hex), sig_alg=, not_before=, not_after= (unix times), is_ca=, pathlen=,
- *   key_usage={"digitalSignature", ...}, ski=, aki= (hex), spki=} | nil, err
+ *   key_usage={"digitalSignature", ...}, ski=, aki= (hex), spki=, subject_der=, issuer_der=
+ *   (DER names, as CKA_SUBJECT / CKA_ISSUER want them)} | nil, err
  *   Absent attributes and extensions are nil. */
 static int l_cert_info(lua_State *L)
 {
@@ -401,9 +402,13 @@ static int l_cert_info(lua_State *L)
     hsm_err err;
     if (hsm_cert_inspect((const unsigned char *)der, len, &d, &err) != 0)
         return lhsm_fail(L, &err);
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 20);
     lua_pushlstring(L, (const char *)d.spki, d.spkilen);
-    hsm_cert_details_free(&d);
+    lua_pushlstring(L, (const char *)d.subject_der, d.subject_derlen);
+    lua_pushlstring(L, (const char *)d.issuer_der, d.issuer_derlen);
+    hsm_cert_details_free(&d);   /* before anything that could raise */
+    lua_setfield(L, -4, "issuer_der");
+    lua_setfield(L, -3, "subject_der");
     lua_setfield(L, -2, "spki");
     set_nonempty(L, "subject", d.subject);
     set_nonempty(L, "issuer", d.issuer);

@@ -47,6 +47,7 @@ typedef struct lhsm_mech {
         CK_RSA_PKCS_OAEP_PARAMS oaep;
         CK_GCM_PARAMS gcm;
         CK_ECDH1_DERIVE_PARAMS ecdh;
+        CK_AES_CBC_ENCRYPT_DATA_PARAMS aes_cbc_data;
     } p;
     CK_RSA_PKCS_OAEP_PARAMS oaep2;   /* the OAEP part of RSA-AES key wrap */
     lhsm_rsa_aes_params rsa_aes;

@@ -47,16 +47,18 @@ int hsm_spki_parts(const unsigned char *spki, size_t len, hsm_pubparts *out, hsm
 void hsm_pubparts_free(hsm_pubparts *p);
 
 /* ------------------------------------------------------------ digests */
-/* Incremental SHA-256 (sha256.c), for data hashed as it streams past, such as a sealed
- * file's plaintext one chunk at a time. File plaintext and public data only. */
+/* Incremental SHA-256 or SHA-512 (sha256.c), for data hashed as it streams past, such as a
+ * sealed file's plaintext or a token image, one chunk at a time. File plaintext and public
+ * data only. */
 typedef struct hsm_sha256_ctx hsm_sha256_ctx;
 
-/* A fresh context, or NULL when out of memory. */
-hsm_sha256_ctx *hsm_sha256_new(void);
+/* A fresh context for bits = 256 or 512, or NULL (other sizes, out of memory). */
+hsm_sha256_ctx *hsm_sha256_new(int bits);
 /* Adds len bytes; 0 on success, -1 on failure. */
 int hsm_sha256_update(hsm_sha256_ctx *c, const void *data, size_t len);
-/* The digest of everything added; the context is spent afterwards. 0 or -1. */
-int hsm_sha256_final(hsm_sha256_ctx *c, unsigned char out[32]);
+/* The digest of everything added (bits / 8 bytes into out); the context is spent afterwards.
+ * 0 or -1. */
+int hsm_sha256_final(hsm_sha256_ctx *c, unsigned char out[64]);
 /* Frees a context (NULL is fine). */
 void hsm_sha256_free(hsm_sha256_ctx *c);
 
@@ -204,6 +206,8 @@ typedef struct hsm_cert_details {
     size_t skilen, akilen;                              /* 0 when absent */
     unsigned char *spki;                                /* malloc'd DER SubjectPublicKeyInfo */
     size_t spkilen;
+    unsigned char *subject_der, *issuer_der;            /* malloc'd DER names */
+    size_t subject_derlen, issuer_derlen;
 } hsm_cert_details;
 int hsm_cert_inspect(const unsigned char *der, size_t len, hsm_cert_details *out, hsm_err *err);
 void hsm_cert_details_free(hsm_cert_details *d);

@@ -1399,6 +1399,17 @@ static int xpub_der(X509_PUBKEY *xp, unsigned char **der, size_t *derlen, hsm_er
     return rc;
 }
 
+/* The DER encoding of a name (for CKA_SUBJECT / CKA_ISSUER), malloc'd. */
+static int name_der(const X509_NAME *name, unsigned char **der, size_t *derlen, hsm_err *err)
+{
+    unsigned char *buf = NULL;
+    int n = i2d_X509_NAME(name, &buf);
+    int rc = n > 0 ? dup_out(buf, (size_t)n, der, derlen, err)
+                   : ofail(err, "cannot encode a certificate name");
+    OPENSSL_free(buf);
+    return rc;
+}
+
 int hsm_csr_build(const hsm_x509_name *subject, const unsigned char *spki, size_t spkilen,
                   const char *hash, hsm_raw_signer sign, void *ctx, unsigned char **der,
                   size_t *derlen, hsm_err *err)
@@ -1792,8 +1803,10 @@ void hsm_cert_details_free(hsm_cert_details *d)
     if (!d)
         return;
     free(d->spki);
-    d->spki = NULL;
-    d->spkilen = 0;
+    free(d->subject_der);
+    free(d->issuer_der);
+    d->spki = d->subject_der = d->issuer_der = NULL;
+    d->spkilen = d->subject_derlen = d->issuer_derlen = 0;
 }
 
 int hsm_cert_inspect(const unsigned char *der, size_t len, hsm_cert_details *out, hsm_err *err)
@@ -1851,7 +1864,9 @@ int hsm_cert_inspect(const unsigned char *der, size_t len, hsm_cert_details *out
         fail(err, "certificate key identifier is longer than %zu bytes", sizeof out->ski);
         goto out;
     }
-    if (xpub_der(X509_get_X509_PUBKEY(x), &out->spki, &out->spkilen, err) < 0)
+    if (xpub_der(X509_get_X509_PUBKEY(x), &out->spki, &out->spkilen, err) < 0
+        || name_der(sn, &out->subject_der, &out->subject_derlen, err) < 0
+        || name_der(in, &out->issuer_der, &out->issuer_derlen, err) < 0)
         goto out;
     rc = 0;
 out:

@@ -1,4 +1,4 @@
-/* sha256.c - incremental SHA-256 over OpenSSL's EVP digest API (see hsm_ossl.h). */
+/* sha256.c - incremental SHA-256 and SHA-512 over OpenSSL's EVP digest API (see hsm_ossl.h). */
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -6,14 +6,17 @@
 
 struct hsm_sha256_ctx {
     EVP_MD_CTX *md;
+    int bits;
 };
 
-hsm_sha256_ctx *hsm_sha256_new(void)
+hsm_sha256_ctx *hsm_sha256_new(int bits)
 {
+    if (bits != 256 && bits != 512)
+        return NULL;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md)
         return NULL;
-    if (!EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+    if (!EVP_DigestInit_ex(md, bits == 512 ? EVP_sha512() : EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(md);
         ERR_clear_error();
         return NULL;
@@ -24,6 +27,7 @@ hsm_sha256_ctx *hsm_sha256_new(void)
         return NULL;
     }
     c->md = md;
+    c->bits = bits;
     return c;
 }
 
@@ -38,10 +42,10 @@ int hsm_sha256_update(hsm_sha256_ctx *c, const void *data, size_t len)
     return 0;
 }
 
-int hsm_sha256_final(hsm_sha256_ctx *c, unsigned char out[32])
+int hsm_sha256_final(hsm_sha256_ctx *c, unsigned char out[64])
 {
     unsigned int n = 0;
-    if (!EVP_DigestFinal_ex(c->md, out, &n) || n != 32) {
+    if (!EVP_DigestFinal_ex(c->md, out, &n) || n != (unsigned)c->bits / 8) {
         ERR_clear_error();
         return -1;
     }

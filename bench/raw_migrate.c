@@ -9,6 +9,11 @@
  *                                            KWP unwrap -> token object; ephemerals destroyed
  *   raw_migrate MODULE PIN kwp SRC DST       the floor: a pre-shared session AES-256 KEK on both
  *                                            tokens; per key one KWP wrap and one KWP unwrap
+ *   raw_migrate MODULE PIN kwp-copy SRC DST  the same, unwrapping into a session object that
+ *                                            C_CopyObject puts on the token (then destroyed):
+ *                                            the call sequence hsmsh uses on SoftHSM2, which
+ *                                            writes a new token object's file once per default
+ *                                            attribute in C_UnwrapKey but once in C_CopyObject
  *   raw_migrate MODULE PIN count TOKEN       prints the number of token secret keys on TOKEN
  *
  * SRC, DST and TOKEN are token labels. The source is enumerated once (batched C_FindObjects)
@@ -205,10 +210,10 @@ static CK_ULONG key_template(struct key *k, CK_ATTRIBUTE *t, CK_OBJECT_CLASS *cl
 /* ---- timing of each step of the loop ---- */
 
 enum { T_GEN, T_WRAP_OAEP, T_WRAP_KWP, T_DESTROY_SRC, T_UNWRAP_OAEP, T_UNWRAP_KWP,
-       T_DESTROY_DST, T_COUNT };
+       T_DESTROY_DST, T_COPY, T_COUNT };
 static const char *const t_names[T_COUNT] = {"generate", "wrap-oaep", "wrap-kwp",
                                              "destroy-src", "unwrap-oaep", "unwrap-kwp",
-                                             "destroy-dst"};
+                                             "destroy-dst", "copy-to-token"};
 static double t_sum[T_COUNT];
 static double t_mark;
 static void lap(int step)
@@ -229,12 +234,13 @@ static const char *key_name(const struct key *k)
 int main(int argc, char **argv)
 {
     if (argc < 5)
-        die("usage: raw_migrate MODULE PIN rsa-aes|kwp SRC DST | raw_migrate MODULE PIN count TOKEN");
+        die("usage: raw_migrate MODULE PIN rsa-aes|kwp|kwp-copy SRC DST | raw_migrate MODULE PIN count TOKEN");
     const char *module = argv[1], *pin = argv[2], *mode = argv[3];
-    int rsa_aes = strcmp(mode, "rsa-aes") == 0, kwp = strcmp(mode, "kwp") == 0;
+    int via_copy = strcmp(mode, "kwp-copy") == 0;
+    int rsa_aes = strcmp(mode, "rsa-aes") == 0, kwp = strcmp(mode, "kwp") == 0 || via_copy;
     int count_only = strcmp(mode, "count") == 0;
     if (!(rsa_aes || kwp || count_only) || argc != (count_only ? 5 : 6))
-        die("usage: raw_migrate MODULE PIN rsa-aes|kwp SRC DST | raw_migrate MODULE PIN count TOKEN");
+        die("usage: raw_migrate MODULE PIN rsa-aes|kwp|kwp-copy SRC DST | raw_migrate MODULE PIN count TOKEN");
 
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_OBJECT_CLASS secret = CKO_SECRET_KEY, pubc = CKO_PUBLIC_KEY;
@@ -361,8 +367,17 @@ int main(int argc, char **argv)
         } else {
             CK(C_WrapKey, src, &kwpm, skek, k->h, blob_key, &len_key);
             lap(T_WRAP_KWP);
+            if (via_copy)
+                t[2].pValue = &no;   /* CKA_TOKEN: a session object first */
             CK(C_UnwrapKey, dst, &kwpm, dkek, blob_key, len_key, t, nt, &made);
             lap(T_UNWRAP_KWP);
+            if (via_copy) {
+                CK_ATTRIBUTE to_token = {CKA_TOKEN, &yes, sizeof yes};
+                CK_OBJECT_HANDLE copy = 0;
+                CK(C_CopyObject, dst, made, &to_token, 1, &copy);
+                CK(C_DestroyObject, dst, made);
+                lap(T_COPY);
+            }
         }
     }
     double t_loop = now();

@@ -186,29 +186,50 @@ static int get_plain_batch(hsm_session *s, CK_OBJECT_HANDLE o, const CK_ATTRIBUT
 
 int hsm_get_all(hsm_session *s, CK_OBJECT_HANDLE o, hsm_tmpl *out, hsm_err *err)
 {
-    CK_OBJECT_CLASS cls;
-    CK_ATTRIBUTE c = {CKA_CLASS, &cls, sizeof cls};
-    CK_RV rv = F(s)->C_GetAttributeValue(s->h, o, &c, 1);
-    if (rv != CKR_OK)
-        return hsm_err_rv(err, "C_GetAttributeValue", rv);
-
-    /* One call asks for the length of every attribute the table knows. */
+    /* One call reads CKA_CLASS and asks for the length of every attribute the table knows
+     * except CKA_VALUE, which is key material or not depending on the class (a call saved per
+     * object: a token object read costs file I/O per call on SoftHSM2). CKA_VALUE's length is
+     * asked afterwards, only for the classes where it is not key material. Nothing that is key
+     * material for any class is asked, not even its length. */
     size_t n = 0, i = 0;
     const char *name;
     CK_ULONG value;
     while (hsm_name_at(HSM_NS_CKA, n, &name, &value))
         n++;
-    CK_ATTRIBUTE *probe = calloc(n, sizeof *probe);
+    CK_ATTRIBUTE *probe = calloc(n + 1, sizeof *probe);
     if (!probe)
         return hsm_err_set(err, "out of memory");
-    size_t m = 0;
+    CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)-1;
+    probe[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof cls};
+    size_t m = 1;
     for (i = 0; i < n && hsm_name_at(HSM_NS_CKA, i, &name, &value); i++)
-        if (!hsm_attr_is_key_material(cls, value))
+        if (value != CKA_CLASS && value != CKA_VALUE && !hsm_attr_is_key_material(CKO_DATA, value))
             probe[m++].type = value;
-    rv = F(s)->C_GetAttributeValue(s->h, o, probe, m);
+    CK_RV rv = F(s)->C_GetAttributeValue(s->h, o, probe, m);
     if (!acceptable(rv)) {
         free(probe);
         return hsm_err_rv(err, "C_GetAttributeValue", rv);
+    }
+    if (probe[0].ulValueLen != sizeof cls) {
+        /* Not read alongside (a module that stops at the first refused attribute, though the
+         * class comes first): read on its own, as before. */
+        CK_ATTRIBUTE c = {CKA_CLASS, &cls, sizeof cls};
+        rv = F(s)->C_GetAttributeValue(s->h, o, &c, 1);
+        if (rv != CKR_OK) {
+            free(probe);
+            return hsm_err_rv(err, "C_GetAttributeValue", rv);
+        }
+        probe[0].ulValueLen = sizeof cls;
+    }
+    probe[0].pValue = NULL;   /* read again with the batch, as every other plain value */
+    if (!hsm_attr_is_key_material(cls, CKA_VALUE)) {
+        probe[m] = (CK_ATTRIBUTE){CKA_VALUE, NULL, 0};
+        rv = F(s)->C_GetAttributeValue(s->h, o, &probe[m], 1);
+        if (!acceptable(rv)) {
+            free(probe);
+            return hsm_err_rv(err, "C_GetAttributeValue", rv);
+        }
+        m++;
     }
     /* Every plain value in one more call (a token object read costs file I/O per call on
      * some modules: SoftHSM2 reopens the object's file each time). Attribute arrays need two

@@ -305,14 +305,18 @@ function M.items(a)
 end
 
 --- Plans the restore of an opened archive onto dst (read-only), like a migration plan.
+--- opts: {previous=, capacity=, workers={sessions on dst's token: migrate.apply{workers=N}
+--- unwraps the keys in N threads, a session each}}.
 function M.plan(dst, key, a, opts)
   opts = opts or {}
   local kat = wrap.kat(dst, WRAP_MECH)
   if not kat.ok then error("the destination fails the AES-KWP known-answer test: " .. tostring(kat.detail), 0) end
   local src_quirk = a.header.algorithms and a.header.algorithms.kwp_aligned_only or false
   local t = {kind = "aes-kwp", aligned_only = src_quirk or kat.aligned_only,
-             same_quirk = src_quirk == (kat.aligned_only or false),
+             same_quirk = src_quirk == (kat.aligned_only or false), workers = opts.workers,
              unwrap = function(blob, tmpl) return dst:unwrap(WRAP_MECH, key, blob, tmpl) end}
+  -- The archive key is a session object: every session of this application sees it.
+  function t.unwrap_batch(jobs) return dst:unwrap_parallel(WRAP_MECH, key, jobs, t.workers or {dst}) end
   return migrate.plan_items(M.items(a), dst, {transport = t, previous = opts.previous,
     capacity = opts.capacity}, {prove = function(it, d_obj)
       return migrate.check_evidence(dst, d_obj, it.a, it.evidence)

@@ -174,6 +174,8 @@ function M.recipe(spec)
     token = {type = "uri", doc = "the token backed up (side=backup) or restored onto (side=restore)"},
     file = {type = "string", doc = "the archive file"},
     filter = {type = "string", default = "", doc = "which objects to back up: label=GLOB,id=HEX,class=,type="},
+    workers = {type = "integer", default = 1,
+               doc = "restore: sessions unwrapping in parallel threads (keys are still verified one by one)"},
   }
   for k, v in pairs(spec.params or {}) do params[k] = v end
   return {
@@ -241,14 +243,18 @@ function M.recipe(spec)
         apply = function(ctx)
           local p, st = ctx.params, ctx.state
           if p.side ~= "restore" then return false end
+          if p.workers < 1 or p.workers > 32 then error("workers must be between 1 and 32", 0) end
           local key = M.key_for(ctx, st.s, st.parsed.header.custody)
           local a = archive.open(st.s, key, p.file)      -- the whole file is checked first
-          local plan = archive.plan(st.s, key, a, {previous = ctx.previous})
+          -- One session per unwrapping thread (sessions share the token's login).
+          local sessions = {st.s}
+          for i = 2, p.workers do sessions[i] = assert(st.s:module():open(st.s:slot())) end
+          local plan = archive.plan(st.s, key, a, {previous = ctx.previous, workers = sessions})
           if plan.conflicts > 0 then
             error(("%d conflict(s): the token holds different objects under the same class, ID and label; nothing was written")
               :format(plan.conflicts), 0)
           end
-          local ok, sum = pcall(migrate.apply_reported, ctx, plan, "restoring")
+          local ok, sum = pcall(migrate.apply_reported, ctx, plan, "restoring", {workers = p.workers})
           if not p.keep_key then key:destroy() end
           if not ok then error(sum, 0) end
           ctx.say("restored %d objects, %d already there, %d blocked (not exported or not restorable), %d failed",

@@ -608,8 +608,8 @@ local function settle(plan, it, d_obj, ours)
   local quirks = plan.dst_quirks or {}
   local unrecorded = quirks.unrecorded or {}
   local got = attrs.capture(d_obj)
-  local fix = {}
-  for _, d in ipairs(attrs.diff(it.a, got)) do
+  local diffs, fix = attrs.diff(it.a, got), {}
+  for _, d in ipairs(diffs) do
     -- Only an object this migration made is corrected; one that was there before is not ours
     -- to change (a difference then fails the item).
     if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil then fix[d.name] = d.from end
@@ -617,9 +617,10 @@ local function settle(plan, it, d_obj, ours)
   if next(fix) then
     for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
     got = attrs.capture(d_obj)
+    diffs = attrs.diff(it.a, got)
   end
   local forced, bad = {}, {}
-  for _, d in ipairs(attrs.diff(it.a, got)) do
+  for _, d in ipairs(diffs) do
     if d.forced then forced[#forced + 1] = d.name
     elseif unrecorded[d.name] and (d.to == 0 or d.to == nil or d.to == "") then
       forced[#forced + 1] = d.name .. "(not recorded by the module)"
@@ -649,6 +650,31 @@ local function leftovers(plan, it)
   return list
 end
 
+-- The unwrap template of a key, and whether it goes through a session object: on modules
+-- with the quirk unwrap_via_session (hsm.attrs) the key is unwrapped as a session object and
+-- copied to the token (to_token). A kill in between leaves nothing on the token (the session
+-- object dies with the process); a kill inside the copy leaves what a killed C_UnwrapKey
+-- would (an object without label or ID, removed on resume). Keys that could not be copied or
+-- removed that way (not copyable, not destroyable, not modifiable: SoftHSM2 then refuses the
+-- copy's CKA_TOKEN) are unwrapped straight into the token.
+local function unwrap_template(plan, it)
+  local tmpl = attrs.template(it.a, "unwrap", plan.dst_quirks)
+  local via = (plan.dst_quirks or {}).unwrap_via_session and tmpl.CKA_TOKEN == true
+    and tmpl.CKA_COPYABLE ~= false and tmpl.CKA_DESTROYABLE ~= false and tmpl.CKA_MODIFIABLE ~= false
+  if via then tmpl.CKA_TOKEN = false end
+  it.via_session = via
+  return tmpl, via
+end
+
+-- The token object copied from a session object just unwrapped (obj, or nil, err, code); the
+-- session object goes in either case.
+local function to_token(sobj)
+  local obj, err, code = sobj:copy({CKA_TOKEN = true})
+  sobj:destroy()
+  if not obj then return nil, "copy to the token: " .. tostring(err), code end
+  return obj
+end
+
 local function create(plan, it)
   local t = plan.transport
   if it.strategy == "copy" then
@@ -657,7 +683,10 @@ local function create(plan, it)
   local blob, err, code = it.blob or (it.load_blob and it.load_blob()), nil, nil
   if not blob then blob, err, code = t.wrap(it.obj) end
   if not blob then return nil, "wrap on the source: " .. tostring(err), code end
-  return t.unwrap(blob, attrs.template(it.a, "unwrap", plan.dst_quirks))
+  local tmpl, via = unwrap_template(plan, it)
+  local obj, uerr, ucode = t.unwrap(blob, tmpl)
+  if obj and via then return to_token(obj) end
+  return obj, uerr, ucode
 end
 
 local function event(it)
@@ -686,13 +715,19 @@ local function finish(plan, it, journal, obj, err, code)
     if not obj then
       -- The module said no; it may still have made (part of) the object.
       for _, left in ipairs(leftovers(plan, it)) do
-        local sok, r = pcall(settle, plan, it, left, true)
+        -- Unwrapped into a session object (unwrap_via_session): what the failed call made
+        -- goes to the token like a good one, and is checked as any other leftover.
+        if it.via_session and left:get("CKA_TOKEN") == false then left = to_token(left) end
+        local sok, r = false, nil
+        if left then sok, r = pcall(settle, plan, it, left, true) end
         if sok then
           r.status, r.recovered = "migrated", ("the module reported %s but the key was created"):format(code or err)
           return r
         end
-        journal({event = "step", ref = it.ref, step = "destroy-partial"})
-        left:destroy()
+        if left then
+          journal({event = "step", ref = it.ref, step = "destroy-partial"})
+          left:destroy()
+        end
       end
       error(tostring(err), 0)
     end
@@ -765,7 +800,7 @@ local function run_batch(plan, items, journal, on_event)
       werr = err
     end
     if blob then
-      jobs[#jobs + 1] = {blob, attrs.template(it.a, "unwrap", plan.dst_quirks)}
+      jobs[#jobs + 1] = {blob, (unwrap_template(plan, it))}
       batch[#batch + 1] = it
     else
       on_event(finish(plan, it, journal, nil, "wrap on the source: " .. tostring(werr), code))
@@ -776,6 +811,7 @@ local function run_batch(plan, items, journal, on_event)
   local results = t.unwrap_batch(jobs)
   for i, it in ipairs(batch) do
     local r = results[i]
+    if r[1] and it.via_session then r = {to_token(r[1])} end
     on_event(finish(plan, it, journal, r[1], r[2], r[3]))
   end
 end

@@ -291,13 +291,15 @@ count_run() {
 call_of() { awk -F'\t' -v r="$1" -v f="${2:-4}" '$1 == r {print $f}' "$work/map"; }
 
 # select_points DIR: the kill points. Evenly spaced over 1..T, and before and after each call
-# that makes an object on the destination (from DIR/map); the first call; the end (T,
+# that makes an object on the destination (from DIR/map, and each C_CopyObject); the first call; the end (T,
 # T:after) and beyond it (T+5: the run completes).
 select_points() {
   local n step=${MIGRATE_FAULTS_EVERY:-$(( (T + 29) / 30 ))}
   {
     for ((n = (step + 1) / 2; n <= T; n += step)); do echo "kill:$n"; done
     awk -F'\t' '{print "kill:" $3; print "kill:" $3 ":after"}' "$1/map"
+    # SoftHSM2's keys go through a session object: the copy to the token makes the object.
+    awk '$2 == "C_CopyObject" {print "kill:" $1; print "kill:" $1 ":after"}' "$1/log"
     echo "kill:1"; echo "kill:$T"; echo "kill:$T:after"; echo "kill:$((T + 5))"
   } | awk '!seen[$0]++' | head -n "$MAX_POINTS"
 }

@@ -23,25 +23,40 @@ local function matches(ti, slot, u)
      and (not u.model or ti.model == u.model) and (not u.slot_id or slot == u.slot_id)
 end
 
+--- A PIN from a source: file:PATH (or an absolute path), or "prompt" (no echo).
+local function pin_from(source, what)
+  if source == "prompt" then
+    local s, err = core.secret_prompt(what .. ": ")
+    if not s then error(err, 0) end
+    return s
+  end
+  local path = source:match("^file:(.*)$") or (source:sub(1, 1) == "/" and source)
+  if not path then error(("a PIN source must be file:PATH or prompt, got '%s'"):format(source), 0) end
+  local sec, err = core.secret_file(path)
+  if not sec then error(err, 0) end
+  return sec
+end
+
 --- The PIN named by a URI: pin-value, pin-source=file:PATH, or a no-echo prompt.
 local function pin_for(u, label)
   if u.pin then return u.pin end
-  if u.pin_source then
-    local path = u.pin_source:match("^file:(.*)$") or (u.pin_source:sub(1, 1) == "/" and u.pin_source)
-    if not path then error("pin-source must be file:PATH, got '" .. u.pin_source .. "'", 0) end
-    local sec, err = core.secret_file(path)
-    if not sec then error(err, 0) end
-    return sec
-  end
-  local s, err = core.secret_prompt(("PIN for token %s: "):format(label))
-  if not s then error(err, 0) end
-  return s
+  return pin_from(u.pin_source or "prompt", ("PIN for token %s"):format(label))
 end
 
 --- Opens a read-write session on the one token a URI names, logged in as user when the
 --- URI carries a PIN (or the token requires a login). Raises with a clear message.
+--- The user PIN a URI names (pin-value, pin-source, or a prompt) as an hsm.Secret; for a
+--- second login in the same run. source: a PIN source instead ("file:PATH" or "prompt").
+function M.pin(uri, source)
+  if source then return pin_from(source, "SO PIN") end
+  local u, err = core.uri_parse(uri)
+  if not u then error(err, 0) end
+  return pin_for(u, u.token or u.display)
+end
+
 ---@param uri string  e.g. "pkcs11:token=blue?pin-value=1234"
----@param opts table|nil  {login=false} to skip the login, {so=true} to log in as SO
+---@param opts table|nil  {login=false} to skip the login, {so=true} to log in as SO (with the
+---  URI's PIN, or so_pin="file:PATH"|"prompt": RFC 7512 URIs carry one PIN)
 function M.token(uri, opts)
   opts = opts or {}
   local u, err = core.uri_parse(uri)
@@ -66,15 +81,18 @@ function M.token(uri, opts)
   local t = found[1]
   local s, serr = m:open(t.slot, true)
   if not s then error(serr, 0) end
-  local want = opts.login ~= false and (u.pin or u.pin_source or t.info.flags.CKF_LOGIN_REQUIRED)
+  local want = opts.login ~= false and (u.pin or u.pin_source or opts.so_pin or t.info.flags.CKF_LOGIN_REQUIRED)
   if want then
     local flags = t.info.flags
     if (opts.so and flags.CKF_SO_PIN_FINAL_TRY) or (not opts.so and flags.CKF_USER_PIN_FINAL_TRY) then
       io.stderr:write(("hsmsh: warning: token %s says the next wrong PIN locks it\n"):format(t.info.label))
     end
-    local pin = pin_for(u, t.info.label)
-    local ok, lerr = s:login(pin, opts.so and "so" or "user")
+    local pin = opts.so and opts.so_pin and pin_from(opts.so_pin, ("SO PIN for token %s"):format(t.info.label))
+      or pin_for(u, t.info.label)
+    local ok, lerr, code = s:login(pin, opts.so and "so" or "user")
     pin:close()
+    -- Login state belongs to the process: a second session on a token already logged in.
+    if not ok and code == "CKR_USER_ALREADY_LOGGED_IN" and not opts.so then ok = true end
     if not ok then
       s:close()
       error(("cannot log in to token %s: %s"):format(t.info.label, lerr), 0)

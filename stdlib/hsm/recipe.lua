@@ -50,7 +50,8 @@ local function sandbox()
   local allowed = {hsm = true, ["hsm.keys"] = true, ["hsm.ui"] = true, ["hsm.json"] = true,
                    ["hsm.attrs"] = true, ["hsm.wrap"] = true, ["hsm.migrate"] = true,
                    ["hsm.sealed"] = true, ["hsm.exchange"] = true, ["hsm.archive"] = true,
-                   ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true}
+                   ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true,
+                   ["hsm.trust"] = true, ["hsm.replicate"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)
@@ -183,8 +184,8 @@ function M.run(rec, opts)
     return require("hsm.ui").progress(total, what, not opts.json and core.isatty(2))
   end
   function ctx.must(v, err, ...) if not v then error(err, 0) end return v, err, ... end
-  function ctx.token(uri)
-    local s = require("hsm").token(uri)
+  function ctx.token(uri, topts)
+    local s = require("hsm").token(uri, topts)
     opened[#opened + 1] = s
     return s
   end

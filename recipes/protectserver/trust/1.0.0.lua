@@ -1,0 +1,116 @@
+-- protectserver/trust 1.0.0: "Establishing trust between ProtectServer 3 HSMs" and "Removing
+-- trust" (seed 001, ctident trust / remove): each token of trusting= stores the PIC of each
+-- HSM of trusted= as a certificate with CKA_TRUSTED = true, which only its Security Officer
+-- may set (the SO PIN: so_pin=file:PATH|prompt, else the URI's PIN). With an owner POC on the
+-- trusting token, the peer's PIC and the token's own must chain to it; otherwise the peer's
+-- self-signed PIC must verify. Expired, not-yet-valid and non-P-521 certificates are refused.
+--   action=trust  trusted= URIs or PIC files (HSM_<serial>.crt, carried from another client)
+--   action=remove trusted= URIs, HSM serial numbers, or all
+--   action=export trusted= URIs: their PICs into certs=DIR, for the other client (split runs)
+--   action=list   trusting= URIs or all: each HSM's identity and owner state and its peers
+local trust = require("hsm.trust")
+local ui = require("hsm.ui")
+
+local function items(text, what)
+  local out = {}
+  for item in (text or ""):gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
+  if #out == 0 then error(what .. ": nothing given", 0) end
+  return out
+end
+
+local function is_uri(x) return x:sub(1, 7) == "pkcs11:" end
+
+-- The trusted HSMs' PICs ({serial=, der=}), from their tokens (read without login) or files.
+local function peer_pics(ctx)
+  local out = {}
+  for _, x in ipairs(items(ctx.params.trusted, "trusted")) do
+    if is_uri(x) then
+      local s <close> = ctx.token(x, {login = false})
+      local der, serial = trust.export(s, "pic")
+      out[#out + 1] = {serial = serial, der = der, from = x}
+    else
+      out[#out + 1] = {der = trust.read_der(x), from = x}
+    end
+  end
+  return out
+end
+
+return {
+  id = "protectserver/trust",
+  version = "1.0.0",
+  description = "Trust (or stop trusting) HSMs by storing their PICs as CKA_TRUSTED certificates (seed 001)",
+  tags = {"trust", "split", "vendor:thales-protectserver"},
+  requires = {shell = "0.1"},
+  params = {
+    action = {type = "enum", values = {"trust", "remove", "export", "list"}, default = "trust", doc = "what to do"},
+    trusted = {type = "string", default = "", doc = "the HSMs trusted: URIs or PIC files (remove: also serials or all)"},
+    trusting = {type = "string", default = "", doc = "the tokens that trust them: URIs, comma-separated"},
+    so_pin = {type = "string", default = "", doc = "the trusting tokens' SO PIN: file:PATH or prompt (default: the URI's PIN)"},
+    certs = {type = "string", default = "", doc = "action=export: where HSM_<serial>.crt goes"},
+  },
+  phases = {
+    {
+      name = "trust",
+      plan = function(ctx)
+        local p = ctx.params
+        if p.action == "list" then return end
+        if p.action ~= "export" then ctx.state.trusting = trust.uri_list(p.trusting, "trusting") end
+        if p.action == "trust" then ctx.state.peers = peer_pics(ctx) end
+      end,
+      apply = function(ctx)
+        local p, st = ctx.params, ctx.state
+        if p.action == "list" then
+          local sessions = {}
+          if p.trusting == "all" or p.trusting == "" then
+            sessions = trust.all_tokens()
+          else
+            for _, uri in ipairs(trust.uri_list(p.trusting, "trusting")) do
+              sessions[#sessions + 1] = ctx.token(uri, {login = false})
+            end
+          end
+          ctx.print(ui.table(trust.list(sessions), trust.LIST_COLUMNS))
+          for _, s in ipairs(sessions) do s:close() end
+          return
+        end
+        if p.action == "export" then
+          local dir = p.certs ~= "" and p.certs or trust.cert_store()
+          for _, x in ipairs(items(p.trusted, "trusted")) do
+            local s <close> = ctx.token(x, {login = false})
+            local der, serial = trust.export(s, "pic")
+            ctx.say("HSM %s: %s", serial, trust.save_pic(dir, serial, der))
+          end
+          return
+        end
+        local so = p.so_pin ~= "" and p.so_pin or nil
+        local rows = {}
+        for _, uri in ipairs(st.trusting) do
+          local s <close> = ctx.token(uri, {so = true, so_pin = so})
+          local me = trust.token_facts(s)
+          if p.action == "trust" then
+            for _, peer in ipairs(st.peers) do
+              if peer.serial ~= me then
+                local serial, changed = trust.trust(s, peer.der, {yes = ctx.yes})
+                ctx.emit({event = "trust", trusting = me, trusted = serial, changed = changed})
+                ctx.say("HSM %s trusts HSM %s%s", me, serial, changed and "" or " (already)")
+              end
+            end
+          else
+            for _, x in ipairs(items(p.trusted, "trusted")) do
+              local serial = x
+              if is_uri(x) then
+                local t <close> = ctx.token(x, {login = false})
+                serial = trust.token_facts(t)
+              end
+              for _, gone in ipairs(trust.remove(s, serial)) do
+                ctx.emit({event = "untrust", trusting = me, trusted = gone})
+                ctx.say("HSM %s no longer trusts HSM %s", me, gone)
+              end
+            end
+          end
+          for _, r in ipairs(trust.list({s})) do rows[#rows + 1] = r end
+        end
+        ctx.print(ui.table(rows, trust.LIST_COLUMNS))
+      end,
+    },
+  },
+}

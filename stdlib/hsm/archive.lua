@@ -19,7 +19,9 @@ local migrate = require("hsm.migrate")
 
 local M = {}
 
-local MAGIC, TRAILER, VERSION = "HSMSHARC", "HSMSHMAC", 1
+local TRAILER, VERSION = "HSMSHMAC", 1
+--- What tells an archive from other files of the same layout (hsm.replicate's images).
+M.ARCHIVE = {magic = "HSMSHARC", format = "hsmsh-archive", name = "archive", tail = 0}
 local WRAP_MECH, MAC_MECH, MAC_LEN = "CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC", 32
 local MAX_HEADER, MAX_RECORD = 1 << 20, 16 << 20
 local TRAILER_LEN = #TRAILER + 2 + MAC_LEN
@@ -107,7 +109,11 @@ local function record(kind, payload) return string.pack(">c1I4", kind, #payload)
 
 --- Backs up every (filtered) object of src into path. key: the archive key on src (wrap=true).
 --- opts: {filter=predicate, custody={...header facts about the key's custody}, on_item=fn,
---- items=, all_items= (migrate.index's two lists, when the caller has them already)}.
+--- items=, all_items= (migrate.index's two lists, when the caller has them already);
+--- for other formats built on this one (hsm.replicate's token images): kind={magic=,
+--- format=}, header={extra header fields, inside the MAC}, trusted=true (key is
+--- CKA_TRUSTED: keys with CKA_WRAP_WITH_TRUSTED may travel), seal=fn(tmp_path) (appends
+--- more before the file appears)}.
 --- Returns {objects=, keys=, blocked=}. The file appears only when complete and authenticated.
 function M.backup(src, key, path, opts)
   opts = opts or {}
@@ -123,20 +129,22 @@ function M.backup(src, key, path, opts)
   for _, it in ipairs(all) do
     if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
   end
-  local t = {kind = "aes-kwp", strength = wrap.strength(key),
+  local t = {kind = "aes-kwp", strength = wrap.strength(key), trusted = opts.trusted,
              unsafe = key.decrypt and "the archive key can also decrypt (CKA_DECRYPT=true)" or nil}
+  local kind = opts.kind or M.ARCHIVE
   local ti = src:module():token_info(src:slot()) or {}
-  local header = {format = "hsmsh-archive", version = VERSION, hsmsh = core.version, time = os.time(),
+  local header = {format = kind.format, version = VERSION, hsmsh = core.version, time = os.time(),
     algorithms = {wrap = WRAP_MECH, mac = MAC_MECH, kwp_aligned_only = kat.aligned_only or false},
     source = {label = ti.label, serial = ti.serial, model = ti.model, manufacturer = ti.manufacturer},
     objects = #items, archive_key = {kcv = keys.kcv(key) or M.value_kcv(src, key)},
     custody = opts.custody, mac_key = keys.hex(mac_blob)}
+  for k, v in pairs(opts.header or {}) do header[k] = v end
   local tmp = path .. ".tmp"
   local f, ferr = io.open(tmp, "wb")
   if not f then error(("cannot write %s"):format(ferr), 0) end
   local ok, werr = pcall(function()
     local hj = json.encode(header)
-    f:write(MAGIC, string.pack(">I2I4", VERSION, #hj), hj)
+    f:write(kind.magic, string.pack(">I2I4", VERSION, #hj), hj)
     local sum = {objects = 0, keys = 0, blocked = 0}
     for _, it in ipairs(items) do
       local cls = it.a.CKA_CLASS
@@ -170,6 +178,7 @@ function M.backup(src, key, path, opts)
     local mac = M.mac_file(src, mac_key, tmp)
     local ok2, aerr = core.append_synced(tmp, TRAILER .. string.pack(">I2", #mac) .. mac)
     if not ok2 then error(aerr, 0) end
+    if opts.seal then opts.seal(tmp) end
     local rok, rerr = os.rename(tmp, path)
     if not rok then error(rerr, 0) end
     return sum
@@ -206,22 +215,29 @@ end
 -- ------------------------------------------------------------------ reading
 
 --- Parses the framing of an archive without trusting it: every length is checked against
---- what is left. Returns {header=, size=, records={{kind=, offset=, len=}...}} or raises
---- "archive PATH: ..." naming the problem. Reads the records' payloads only for "O" and "Z".
-function M.parse(path)
+--- what is left. Returns {header=, size=, records={{kind=, offset=, len=}...}, tail=} or
+--- raises "archive PATH: ..." naming the problem. Reads the records' payloads only for "O"
+--- and "Z". kind (default M.ARCHIVE): {magic=, format=, name=, tail= (bytes of the caller's
+--- own trailer after the MAC, returned unchecked as tail)}.
+function M.parse(path, kind)
+  kind = kind or M.ARCHIVE
+  local MAGIC, what = kind.magic, kind.name
   local f, err = io.open(path, "rb")
-  if not f then error(("cannot read archive %s"):format(err), 0) end
+  if not f then error(("cannot read %s %s"):format(what, err), 0) end
   local size = f:seek("end")
   f:seek("set", 0)
-  local function bad(msg) f:close(); error(("archive %s: %s"):format(path, msg), 0) end
-  if size < #MAGIC + 6 + TRAILER_LEN then bad(("too short (%d bytes)"):format(size)) end
-  if f:read(#MAGIC) ~= MAGIC then bad("not an hsmsh archive (bad magic)") end
+  local function bad(msg)
+    if io.type(f) == "file" then f:close() end
+    error(("%s %s: %s"):format(what, path, msg), 0)
+  end
+  if size < #MAGIC + 6 + TRAILER_LEN + kind.tail then bad(("too short (%d bytes)"):format(size)) end
+  if f:read(#MAGIC) ~= MAGIC then bad(("not an hsmsh %s (bad magic)"):format(what)) end
   local version, hlen = string.unpack(">I2I4", f:read(6))
   if version ~= VERSION then bad(("format version %d is not supported (this hsmsh reads %d)"):format(version, VERSION)) end
-  local body_end = size - TRAILER_LEN
+  local body_end = size - kind.tail - TRAILER_LEN
   if hlen > MAX_HEADER or #MAGIC + 6 + hlen > body_end then bad("header length out of range") end
   local header, herr = json.decode(f:read(hlen))
-  if type(header) ~= "table" or header.format ~= "hsmsh-archive" then bad("bad header: " .. tostring(herr or "not an archive header")) end
+  if type(header) ~= "table" or header.format ~= kind.format then bad("bad header: " .. tostring(herr or ("not an " .. what .. " header"))) end
   local recs, pos, ended = {}, #MAGIC + 6 + hlen, false
   while pos < body_end do
     if ended then bad(("data after the end record at byte %d"):format(pos)) end
@@ -246,37 +262,40 @@ function M.parse(path)
   if not ended then bad("no end record (truncated)") end
   f:seek("set", body_end)
   local tail = f:read(TRAILER_LEN)
+  local extra = f:read(kind.tail) or ""
   f:close()
   if tail:sub(1, #TRAILER) ~= TRAILER or string.unpack(">I2", tail, #TRAILER + 1) ~= MAC_LEN then
     bad("no MAC trailer (truncated or not closed)")
   end
   return {path = path, header = header, size = size, body_end = body_end, records = recs,
-          mac = tail:sub(#TRAILER + 3)}
+          mac = tail:sub(#TRAILER + 3), tail = extra, kind = kind}
 end
 
 --- Opens an archive for restore onto session s with the archive key: parses it, unwraps the
 --- MAC key with the archive key and checks the MAC over the whole file, all before anything
---- is written. Returns the parsed archive; raises naming the problem.
+--- is written. path may also be what M.parse returned. Returns the parsed archive; raises
+--- naming the problem.
 function M.open(s, key, path)
-  local a = M.parse(path)
+  local a = type(path) == "table" and path or M.parse(path)
+  path = a.path
   local h = a.header
   local want = h.archive_key and h.archive_key.kcv
   local have = keys.kcv(key) or M.value_kcv(s, key)
   if want and have and want ~= have then
-    error(("archive %s was made with the key of KCV %s; this key's KCV is %s"):format(path, want, have), 0)
+    error(("%s %s was made with the key of KCV %s; this key's KCV is %s"):format(a.kind.name, path, want, have), 0)
   end
   local mac_blob = type(h.mac_key) == "string" and h.mac_key:match("^%x+$") and require("hsm").unhex(h.mac_key)
-  if not mac_blob then error(("archive %s: bad header (no MAC key)"):format(path), 0) end
+  if not mac_blob then error(("%s %s: bad header (no MAC key)"):format(a.kind.name, path), 0) end
   local mac_key, err = s:unwrap(WRAP_MECH, key, mac_blob, {CKA_CLASS = "CKO_SECRET_KEY",
     CKA_KEY_TYPE = "CKK_GENERIC_SECRET", CKA_TOKEN = false, CKA_VERIFY = true, CKA_SIGN = false})
   if not mac_key then
-    error(("archive %s: its MAC key does not unwrap with this key (%s): wrong key or altered archive"):format(path, err), 0)
+    error(("%s %s: its MAC key does not unwrap with this key (%s): wrong key or altered %s"):format(a.kind.name, path, err, a.kind.name), 0)
   end
   local ok, verr = M.mac_file(s, mac_key, path, a.body_end, a.mac)
   mac_key:destroy()
   if ok ~= true then
-    error(("archive %s fails its MAC check%s: altered, truncated or made with another key; nothing was written")
-      :format(path, verr and (" (" .. tostring(verr) .. ")") or ""), 0)
+    error(("%s %s fails its MAC check%s: altered, truncated or made with another key; nothing was written")
+      :format(a.kind.name, path, verr and (" (" .. tostring(verr) .. ")") or ""), 0)
   end
   return a
 end
@@ -305,14 +324,14 @@ function M.items(a)
 end
 
 --- Plans the restore of an opened archive onto dst (read-only), like a migration plan.
---- opts: {previous=, capacity=, workers={sessions on dst's token: migrate.apply{workers=N}
---- unwraps the keys in N threads, a session each}}.
+--- opts: {previous=, capacity=, trusted= (the file's key was CKA_TRUSTED), workers={sessions
+--- on dst's token: migrate.apply{workers=N} unwraps the keys in N threads, a session each}}.
 function M.plan(dst, key, a, opts)
   opts = opts or {}
   local kat = wrap.kat(dst, WRAP_MECH)
   if not kat.ok then error("the destination fails the AES-KWP known-answer test: " .. tostring(kat.detail), 0) end
   local src_quirk = a.header.algorithms and a.header.algorithms.kwp_aligned_only or false
-  local t = {kind = "aes-kwp", aligned_only = src_quirk or kat.aligned_only,
+  local t = {kind = "aes-kwp", aligned_only = src_quirk or kat.aligned_only, trusted = opts.trusted,
              same_quirk = src_quirk == (kat.aligned_only or false), workers = opts.workers,
              unwrap = function(blob, tmpl) return dst:unwrap(WRAP_MECH, key, blob, tmpl) end}
   -- The archive key is a session object: every session of this application sees it.

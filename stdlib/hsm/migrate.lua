@@ -12,6 +12,7 @@ local core = require("hsm.core")
 local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
+local trust = require("hsm.trust")
 
 local M = {}
 local hex = keys.hex
@@ -77,7 +78,8 @@ local function check_of(obj, a, by_id)
 end
 
 -- unreadable: a list to collect objects whose class cannot even be read (a module killed
--- while writing them); without it such an object is an error.
+-- while writing them); without it such an object is an error. Session objects and the HSM's
+-- identity and trust objects are left out.
 local function index(session, filter, no_checks, unreadable)
   local list, lerr = session:objects()   -- one enumeration; a failed search is an error
   if not list then error("listing the token's objects failed: " .. tostring(lerr), 0) end
@@ -98,7 +100,8 @@ local function index(session, filter, no_checks, unreadable)
       if not cls then unreadable[#unreadable + 1] = obj end
       a = cls and {CKA_CLASS = cls, CKA_ID = obj:get("CKA_ID"), CKA_LABEL = obj:get("CKA_LABEL"), CKA_TOKEN = true}
     end
-    if a and a.CKA_TOKEN ~= false then
+    -- The HSM's own identity and trust objects (hsm.trust) never travel: each HSM has its own.
+    if a and a.CKA_TOKEN ~= false and not trust.is_identity_object(a) then
       items[#items + 1] = {obj = obj, a = a, ref = M.ref(a), damaged = damaged}
     end
   end
@@ -298,8 +301,8 @@ end
 
 -- ------------------------------------------------------------------ plan
 
-local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it; use token replication "
-  .. "(hsm.replicate) or generic/rotate-reencrypt"
+local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it, not even for token "
+  .. "replication; re-encrypt its data under a new key with generic/rotate-reencrypt"
 
 --- Why a key cannot travel with transport t (nil when it can). opts: {fips=}.
 local function blocker(it, t, opts)
@@ -307,7 +310,9 @@ local function blocker(it, t, opts)
   local cls = a.CKA_CLASS
   if a.CKA_EXTRACTABLE ~= true then return NON_EXTRACTABLE end
   if a.CKA_WRAP_WITH_TRUSTED == true then
-    return "CKA_WRAP_WITH_TRUSTED: only a trusted wrapping key may carry it (token replication)"
+    if not t.trusted then
+      return "CKA_WRAP_WITH_TRUSTED: only a trusted wrapping key may carry it (token replication with the SO PIN)"
+    end
   end
   local kt = a.CKA_KEY_TYPE
   if opts.fips and (kt == "CKK_DES3" or kt == "CKK_DES2" or kt == "CKK_DES") then

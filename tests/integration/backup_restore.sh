@@ -40,7 +40,7 @@ has err "component 2 has KCV 62A639, the custodian's record says 000000"
 h run protectserver/backup-file side=backup token="$BLUE" file="$work/blue.arc" "$COMPS" kcvs=9C1884,62A639; rc_is 0
 has err "Key 'AES_WRAP' KCV : 97498B"
 has err "wrote $work/blue.arc: 25 objects (11 keys wrapped, 3 not exportable)"
-has err "not extractable: no PKCS#11 call can export it; use token replication"
+has err "not extractable: no PKCS#11 call can export it, not even for token replication; re-encrypt its data under a new key with generic/rotate-reencrypt"
 lacks err "0832240A"
 check "the archive holds no component" bash -c "! grep -qa -e 0832240A -e 263FF91E '$work/blue.arc'"
 # What the original encrypts, to be decrypted on the restored token.

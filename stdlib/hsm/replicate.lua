@@ -88,8 +88,6 @@ end
 
 -- ------------------------------------------------------------------ source side
 
-local function hexs(b) return keys.hex(b) end
-
 --- The identity of session s, which must be usable (a PIK and a valid PIC).
 local function own_identity(s)
   local id = trust.identity(s)
@@ -100,7 +98,6 @@ local function own_identity(s)
   end
   return id
 end
-
 
 --- Makes the image of src's token for the HSM whose PIC is dest_pic. The destination must be
 --- a trusted peer of the source (mutual trust first, as the seed's step 1). opts: {filter=,
@@ -133,7 +130,7 @@ function M.make(src, dest_pic, path, opts)
     sequence = math.floor(core.now(true) * 1e6),   -- microseconds since the epoch
     source = {serial = id.serial, identity = src_fp},
     destination = {serial = peer.serial, identity = dst_fp},
-    kdf = kdf, salt = hexs(salt), transport_key = hexs(t_blob),
+    kdf = kdf, salt = keys.hex(salt), transport_key = keys.hex(t_blob),
     transport_trusted = t.CKA_TRUSTED == true, signature = "ECDSA-P521-SHA512",
   }}
   local ok, sum = pcall(archive.backup, src, t, path, {kind = IMAGE, header = header,

@@ -138,7 +138,7 @@ end
 local function confirmed(question, opts)
   if opts.yes then return true end
   if opts.confirm then return opts.confirm(question) end
-  local answer = ui.confirm(question)
+  local answer = ui.confirm(question, true)   -- replacing an identity: Enter keeps it
   if answer == nil then
     error(question:gsub("%?$", "") .. ": not confirmed (use --yes in batch)", 0)
   end

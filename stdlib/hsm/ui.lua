@@ -93,14 +93,15 @@ function M.progress(total, what, enabled)
   return p
 end
 
---- Asks a yes/no question on the terminal ("[Y/n]", Enter = yes). nil when stdin is not a
---- terminal (batch runs confirm with --yes or the values given on the command line).
-function M.confirm(question)
+--- Asks a yes/no question on the terminal ("[Y/n]", Enter = yes; with default_no "[y/N]",
+--- Enter = no). nil when stdin is not a terminal (batch runs confirm with --yes or the
+--- values given on the command line).
+function M.confirm(question, default_no)
   local core = require("hsm.core")
   if not core.isatty(0) then return nil end
-  io.stderr:write(question, " [Y/n]: ")
+  io.stderr:write(question, default_no and " [y/N]: " or " [Y/n]: ")
   local line = io.read("l")
-  return line ~= nil and (line == "" or line:match("^[yY]") ~= nil)
+  return line ~= nil and ((line == "" and not default_no) or line:match("^[yY]") ~= nil)
 end
 
 --- REPL prompt: current token and login state.

@@ -156,6 +156,9 @@ h run protectserver/authenticate-offline side=store hsms="$(uri blue)" certs="$x
 has out "owner-signed  stored"
 client C
 h run protectserver/authenticate-offline side=store hsms="$(uri ps3)" certs="$xfer"; rc_is 0
+h run protectserver/trust action=export trusted="$(uri ps3)" certs="$work/fetched"; rc_is 0
+check "fetch-certs: the stored PIC" cmp -s "$work/fetched/HSM_$S_PS3.crt" "$xfer/HSM_$S_PS3.crt"
+check "fetch-certs: the owner's POC" cmp -s "$work/fetched/Owner_POC.crt" "$xfer/Owner_POC.crt"
 # Mutual trust through the PIC files
 h run protectserver/trust trusted="$xfer/HSM_$S_PS2.crt" trusting="$(uri ps3)" "$SO"; rc_is 0
 client B

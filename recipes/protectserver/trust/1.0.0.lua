@@ -6,7 +6,8 @@
 -- self-signed PIC must verify. Expired, not-yet-valid and non-P-521 certificates are refused.
 --   action=trust  trusted= URIs or PIC files (HSM_<serial>.crt, carried from another client)
 --   action=remove trusted= URIs, HSM serial numbers, or all
---   action=export trusted= URIs: their PICs into certs=DIR, for the other client (split runs)
+--   action=export trusted= URIs: their PICs (and owner POC) into certs=DIR (ctident fetch-certs),
+--                 for the other client of a split run
 --   action=list   trusting= URIs or all: each HSM's identity and owner state and its peers
 local trust = require("hsm.trust")
 local ui = require("hsm.ui")
@@ -76,8 +77,7 @@ return {
           local dir = p.certs ~= "" and p.certs or trust.cert_store()
           for _, x in ipairs(items(p.trusted, "trusted")) do
             local s <close> = ctx.token(x, {login = false})
-            local der, serial = trust.export(s, "pic")
-            ctx.say("HSM %s: %s", serial, trust.save_pic(dir, serial, der))
+            ctx.say("HSM %s: %s", trust.token_facts(s), table.concat(trust.fetch_certs(s, dir), " "))
           end
           return
         end

@@ -23,7 +23,7 @@ work=$build/fuzz
 rm -rf "$work/seeds"
 mkdir -p "$work"
 "$build/tests/fuzz/fuzz_seeds" "$work/seeds"
-# fuzz_parsers starts from a real archive and a real SKS blob, made by hsmsh (the main build)
+# fuzz_parsers starts from a real archive, SKS blob, identity certificate and CSR, made by hsmsh (the main build)
 # on a throwaway SoftHSM2 token.
 mkdir -p "$work/seeds/fuzz_parsers"
 hsmsh=${HSMSH:-$root/build/hsmsh}
@@ -41,7 +41,11 @@ if [ -x "$hsmsh" ]; then
     local smk = sks.smk(s)
     local f = assert(io.open('$work/seeds/fuzz_parsers/sks', 'wb'))
     f:write(sks.extract(s, smk, {assert(s:generate{type='AES', bits=128, token=false, CKA_EXTRACTABLE=true})})[1])
-    f:close()"
+    f:close()
+    local trust = require('hsm.trust')
+    for name, der in pairs({pic = trust.gen_selfsigned(s), csr = trust.gen_csr(s, {yes = true})}) do
+      f = assert(io.open('$work/seeds/fuzz_parsers/' .. name, 'wb')); f:write(der); f:close()
+    end"
   rm -rf "$tok"
 fi
 

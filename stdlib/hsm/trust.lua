@@ -446,9 +446,25 @@ function M.certify(ctx, ca, uris, dir, with_ca)
   return n
 end
 
---- The URIs of a comma-separated list (a recipe parameter), each checked.
-function M.uri_list(text, what)
+--- The URIs of a comma-separated list (a recipe parameter), each checked. "all" (as the
+--- seed's ctident takes it) is every initialized token of the module of like (a URI; nil:
+--- the embedded default), each named by its serial and given like's query (module-path and
+--- PIN attributes), so each is opened with the same PIN source.
+function M.uri_list(text, what, like)
   local out = {}
+  if text == "all" then
+    local u = assert(core.uri_parse(like or "pkcs11:"))
+    local query = (like or ""):match("%?(.*)$")
+    local m, err = require("hsm").open(u.module_path or u.module_name)
+    if not m then error(("%s=all: %s"):format(what, err), 0) end
+    for _, slot in ipairs(assert(m:slots())) do
+      local ti = m:token_info(slot)
+      if ti and ti.flags.CKF_TOKEN_INITIALIZED then
+        out[#out + 1] = "pkcs11:serial=" .. ti.serial .. (query and "?" .. query or "")
+      end
+    end
+    return out
+  end
   for item in (text or ""):gmatch("[^,]+") do
     item = item:match("^%s*(.-)%s*$")
     local u, err = core.uri_parse(item)
@@ -458,7 +474,6 @@ function M.uri_list(text, what)
   if #out == 0 then error(("%s: no token given"):format(what), 0) end
   return out
 end
-
 
 -- ------------------------------------------------------------------ trust
 

@@ -114,15 +114,30 @@ has err "HSM $S_GREEN no longer trusts HSM $S_BLUE"
 h run protectserver/token-replication side=destination to="$GREEN" image="$work/green2.img" "$SO"; rc_is 1
 has err "its signer (HSM $S_BLUE) is not trusted"
 
-# ================================================================ split across three clients
-# A: the offline CA; B: the source HSM; C: the destination HSM. Only files in $xfer travel.
-xfer=$work/xfer
-mkdir -p "$xfer"
+# ================================================================ "all", as ctident takes it
 client() {  # client NAME: a token directory of its own
   mkdir -p "$work/$1/tokens"
   printf 'directories.tokendir = %s/%s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" "$1" > "$work/$1/softhsm2.conf"
   export SOFTHSM2_CONF=$work/$1/softhsm2.conf
 }
+client D; newtok d1; newtok d2; newtok d3; newtok d4
+h run protectserver/establish-ca ca="$(uri d1)" hsms=all certs="$work/dstore"; rc_is 0
+has err "step 2: 4 identities signed by the POK"
+for t in d1 d2 d3 d4; do verify "$work/dstore/Owner_POC.crt" "$work/dstore/HSM_$(serial $t).crt"; done
+softhsm2-util --init-token --free --label dlate --pin 1234 --so-pin 12345678 > /dev/null
+h run protectserver/trust trusted=all trusting=all "$SO"; rc_is 0
+has err "has no identity: it trusts nobody"
+has err "(token dlate) has no PIC: not trusted"
+S_D1=$(serial d1) S_D2=$(serial d2) S_D3=$(serial d3)
+h run protectserver/trust action=list trusting=all; rc_is 0
+check "all all: d1 trusts the three others" grep -qE "^d1 +$S_D1 +owner-signed +CA +([0-9a-f]+,){2}[0-9a-f]+$" out
+check "all all: d2 trusts d1" grep -qE "^d2 +$S_D2 .*$S_D1" out
+check "all all: d3 trusts d2" grep -qE "^d3 +$S_D3 .*$S_D2" out
+
+# ================================================================ split across three clients
+# A: the offline CA; B: the source HSM; C: the destination HSM. Only files in $xfer travel.
+xfer=$work/xfer
+mkdir -p "$xfer"
 client A; newtok ca2
 h run protectserver/establish-ca ca="$(uri ca2)" certs="$xfer"; rc_is 0
 client B; "$HSMSH" lab init > /dev/null 2>&1; S_PS2=$(serial blue)

@@ -15,7 +15,7 @@ return {
   requires = {shell = "0.1", mechanisms = {"CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"}},
   params = {
     ca = {type = "uri", doc = "the CA token (holds the POK and POC: protectserver/establish-ca)"},
-    hsms = {type = "string", doc = "the tokens to certify: URIs, comma-separated"},
+    hsms = {type = "string", doc = "the tokens to certify: URIs, comma-separated, or all (with the CA's PIN source)"},
     certs = {type = "string", default = "", doc = "the client certificate store (default: HSMSH_CERT_STORE or the XDG data dir)"},
   },
   phases = {
@@ -24,7 +24,7 @@ return {
       plan = function(ctx)
         local p, st = ctx.params, ctx.state
         st.certs = p.certs ~= "" and p.certs or trust.cert_store()
-        st.hsms = trust.uri_list(p.hsms, "hsms")
+        st.hsms = trust.uri_list(p.hsms, "hsms", p.ca)
         st.ca = ctx.token(p.ca)
         local id = trust.identity(st.ca)
         if not (id.pok and id.poc) then

@@ -4,7 +4,8 @@
 -- may set (the SO PIN: so_pin=file:PATH|prompt, else the URI's PIN). With an owner POC on the
 -- trusting token, the peer's PIC and the token's own must chain to it; otherwise the peer's
 -- self-signed PIC must verify. Expired, not-yet-valid and non-P-521 certificates are refused.
---   action=trust  trusted= URIs or PIC files (HSM_<serial>.crt, carried from another client)
+--   action=trust  trusted= URIs or PIC files (HSM_<serial>.crt, carried from another client);
+--                 trusted=all trusting=all: every HSM of the module trusts every other
 --   action=remove trusted= URIs, HSM serial numbers, or all
 --   action=export trusted= URIs: their PICs (and owner POC) into certs=DIR (ctident fetch-certs),
 --                 for the other client of a split run
@@ -21,14 +22,22 @@ end
 
 local function is_uri(x) return x:sub(1, 7) == "pkcs11:" end
 
--- The trusted HSMs' PICs ({serial=, der=}), from their tokens (read without login) or files.
+-- The trusted HSMs' PICs ({serial=, der=}), from their tokens (read without login) or files;
+-- trusted=all: every token of the module that has a PIC.
 local function peer_pics(ctx)
   local out = {}
-  for _, x in ipairs(items(ctx.params.trusted, "trusted")) do
+  local all = ctx.params.trusted == "all"
+  local list = all and trust.uri_list("all", "trusted") or items(ctx.params.trusted, "trusted")
+  for _, x in ipairs(list) do
     if is_uri(x) then
       local s <close> = ctx.token(x, {login = false})
-      local der, serial = trust.export(s, "pic")
-      out[#out + 1] = {serial = serial, der = der, from = x}
+      local id = trust.identity(s)
+      if id.pic or not all then
+        local der, serial = trust.export(s, "pic")
+        out[#out + 1] = {serial = serial, der = der, from = x}
+      else
+        ctx.say("HSM %s (token %s) has no PIC: not trusted", id.serial, id.label)
+      end
     else
       out[#out + 1] = {der = trust.read_der(x), from = x}
     end
@@ -45,7 +54,7 @@ return {
   params = {
     action = {type = "enum", values = {"trust", "remove", "export", "list"}, default = "trust", doc = "what to do"},
     trusted = {type = "string", default = "", doc = "the HSMs trusted: URIs or PIC files (remove: also serials or all)"},
-    trusting = {type = "string", default = "", doc = "the tokens that trust them: URIs, comma-separated"},
+    trusting = {type = "string", default = "", doc = "the tokens that trust them: URIs, comma-separated, or all"},
     so_pin = {type = "string", default = "", doc = "the trusting tokens' SO PIN: file:PATH or prompt (default: the URI's PIN)"},
     certs = {type = "string", default = "", doc = "action=export: where HSM_<serial>.crt goes"},
   },
@@ -86,7 +95,9 @@ return {
         for _, uri in ipairs(st.trusting) do
           local s <close> = ctx.token(uri, {so = true, so_pin = so})
           local me = trust.token_facts(s)
-          if p.action == "trust" then
+          if p.action == "trust" and p.trusting == "all" and trust.states(trust.identity(s)) == "none" then
+            ctx.say("HSM %s has no identity: it trusts nobody (see protectserver/self-signed-identity)", me)
+          elseif p.action == "trust" then
             for _, peer in ipairs(st.peers) do
               if peer.serial ~= me then
                 local serial, changed = trust.trust(s, peer.der, {yes = ctx.yes})

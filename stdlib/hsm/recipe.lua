@@ -119,12 +119,18 @@ function M.params(rec, assigns)
   return out
 end
 
---- Parameters as they may be written down: URIs without their pin-value.
-local function shown_params(rec, params)
+--- Parameters as they may be written down: every URI without its pin-value, also inside
+--- string parameters that list several (hsms=URI,URI); a resume asks for the PIN again.
+local function shown_params(params)
   local out = {}
   for k, v in pairs(params) do
-    local p = rec.params[k]
-    out[k] = p and p.type == "uri" and core.uri_parse(v).display or v
+    if type(v) == "string" and v:find("pkcs11:", 1, true) then
+      v = v:gsub("pkcs11:[^,]*", function(uri)
+        local u = core.uri_parse(uri)
+        return u and u.display or "pkcs11:(a URI that does not parse)"
+      end)
+    end
+    out[k] = v
   end
   return out
 end
@@ -141,7 +147,7 @@ local function open_journal(path, rec, params, resumed)
     if not ok then error(("cannot write journal %s: %s"):format(path, err), 0) end
   end
   write({event = resumed and "resume" or "start", recipe = rec.id, version = rec.version,
-         sha256 = rec.sha256, params = shown_params(rec, params)})
+         sha256 = rec.sha256, params = shown_params(params)})
   return write
 end
 

@@ -104,6 +104,11 @@ row blue "$S_BLUE" owner-signed stored "$S_GREEN"
 row ca "$S_CA" owner-signed CA -
 row other "$S_OTHER" owner-signed stored "$S_BLUE"
 row otherpin "$(serial otherpin)" none none -
+# URIs listed in a string parameter lose their PIN in the journal too
+h run protectserver/trust action=list trusting="pkcs11:token=blue?pin-value=1234,pkcs11:token=green?pin-value=1234" \
+  --journal "$work/jl"; rc_is 0
+has "$work/jl" '"trusting":"pkcs11:token=blue,pkcs11:token=green"'
+lacks "$work/jl" "pin-value"
 # a second run is idempotent: everything is already there
 h run protectserver/token-replication from="$BLUE" to="$GREEN" "$SO" image="$work/green2.img"; rc_is 0
 has err "0 failed"

@@ -192,22 +192,27 @@ function M.backup(src, key, path, opts)
   return werr
 end
 
---- HMAC-SHA256 in the HSM over a file's first `upto` bytes (all of it by default), streamed.
-function M.mac_file(s, mac_key, path, upto, expect)
+--- Calls each(chunk) over a file's first `upto` bytes (all of it by default), 64 KiB at a
+--- time: files are hashed and MAC'd as they stream, never loaded whole.
+function M.stream_file(path, upto, each)
   local f = assert(io.open(path, "rb"))
-  upto = upto or f:seek("end")
+  local left = upto or f:seek("end")
   f:seek("set", 0)
-  local init = expect and s.verify_init or s.sign_init
-  local update = expect and s.verify_update or s.sign_update
-  assert(init(s, MAC_MECH, mac_key))
-  local left = upto
   while left > 0 do
     local chunk = f:read(math.min(left, 1 << 16))
     if not chunk then f:close(); error(("%s: unexpected end of file"):format(path), 0) end
-    assert(update(s, chunk))
+    each(chunk)
     left = left - #chunk
   end
   f:close()
+end
+
+--- HMAC-SHA256 in the HSM over a file's first `upto` bytes (all of it by default), streamed.
+function M.mac_file(s, mac_key, path, upto, expect)
+  local init = expect and s.verify_init or s.sign_init
+  local update = expect and s.verify_update or s.sign_update
+  assert(init(s, MAC_MECH, mac_key))
+  M.stream_file(path, upto, function(chunk) assert(update(s, chunk)) end)
   if expect then return s:verify_final(expect) end
   return assert(s:sign_final())
 end

@@ -143,17 +143,8 @@ end
 
 --- SHA-512 of a file's first n bytes (all of it by default), streamed.
 local function digest_file(path, n)
-  local f = assert(io.open(path, "rb"))
-  n = n or f:seek("end")
-  f:seek("set", 0)
-  local d, left = core.sha256_stream(512), n
-  while left > 0 do
-    local chunk = f:read(math.min(left, 1 << 16))
-    if not chunk then f:close(); error(("%s: unexpected end of file"):format(path), 0) end
-    d:update(chunk)
-    left = left - #chunk
-  end
-  f:close()
+  local d = core.sha256_stream(512)
+  archive.stream_file(path, n, function(chunk) d:update(chunk) end)
   return d:final()
 end
 

@@ -25,6 +25,12 @@ M.LABEL = {pik = "hsmsh-PIK", pic = "hsmsh-PIC", pok = "hsmsh-POK", poc = "hsmsh
            peer = "hsmsh-peer:"}
 local ID = {identity = "hsmsh-identity", owner = "hsmsh-owner", peer = "hsmsh-peer"}
 local P521 = "\x06\x05\x2b\x81\x04\x00\x23"   -- DER OID secp521r1
+
+--- True when a DER SubjectPublicKeyInfo is an EC P-521 key: identities are P-521 only.
+local function is_p521(spki)
+  local t = core.spki_attrs(spki)
+  return t ~= nil and t.CKA_KEY_TYPE == "CKK_EC" and t.CKA_EC_PARAMS == P521
+end
 local HASH = "sha512"
 M.DAYS = {owner = 3650, identity = 1825}
 M.ORG = "hsmsh"
@@ -106,8 +112,7 @@ end
 local function check_cert(der, what)
   local info, err = core.cert_info(der)
   if not info then error(("%s is not a certificate: %s"):format(what, err), 0) end
-  local t = core.spki_attrs(info.spki)
-  if not t or t.CKA_KEY_TYPE ~= "CKK_EC" or t.CKA_EC_PARAMS ~= P521 then
+  if not is_p521(info.spki) then
     error(("%s (%s) is not for an EC P-521 key; identities are P-521 only"):format(what, info.subject or "?"), 0)
   end
   local now = os.time()
@@ -240,8 +245,7 @@ function M.sign_csr(ca, csr, opts)
   local info, err = core.csr_info(csr)
   if not info then error("not a certificate request: " .. tostring(err), 0) end
   if not info.valid then error("the CSR's signature does not verify (" .. tostring(info.why) .. "): altered or damaged", 0) end
-  local t = core.spki_attrs(info.spki)
-  if not t or t.CKA_KEY_TYPE ~= "CKK_EC" or t.CKA_EC_PARAMS ~= P521 then
+  if not is_p521(info.spki) then
     error(("the CSR of %s is not for an EC P-521 key; identities are P-521 only"):format(info.subject), 0)
   end
   if not info.serial or info.serial == "" then error("the CSR names no HSM serial number (serialNumber)", 0) end
@@ -576,18 +580,6 @@ function M.expect(rows, ident)
   for _, r in ipairs(rows) do
     if r.identity ~= ident then error(("token %s ends %s, not %s"):format(r.token, r.identity, ident), 0) end
   end
-end
-
---- Public sessions (no login: the identity objects are public) on every initialized token of
---- the module at path (nil: the embedded default), for `list all`.
-function M.all_tokens(path)
-  local m = assert(require("hsm").open(path))
-  local out = {}
-  for _, slot in ipairs(assert(m:slots())) do
-    local ti = m:token_info(slot)
-    if ti and ti.flags.CKF_TOKEN_INITIALIZED then out[#out + 1] = assert(m:open(slot, true)) end
-  end
-  return out
 end
 
 --- True for the objects this module keeps on a token (identity, owner, trusted peers): they

@@ -71,12 +71,8 @@ return {
         local p, st = ctx.params, ctx.state
         if p.action == "list" then
           local sessions = {}
-          if p.trusting == "all" or p.trusting == "" then
-            sessions = trust.all_tokens()
-          else
-            for _, uri in ipairs(trust.uri_list(p.trusting, "trusting")) do
-              sessions[#sessions + 1] = ctx.token(uri, {login = false})
-            end
+          for _, uri in ipairs(trust.uri_list(p.trusting ~= "" and p.trusting or "all", "trusting")) do
+            sessions[#sessions + 1] = ctx.token(uri, {login = false})
           end
           ctx.print(ui.table(trust.list(sessions), trust.LIST_COLUMNS))
           for _, s in ipairs(sessions) do s:close() end

@@ -14,6 +14,8 @@ local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
 local migrate = require("hsm.migrate")
+local transport = require("hsm.transport")
+local verify = require("hsm.verify")
 local hsm = require("hsm")
 local cli = require("hsm.cli")
 
@@ -51,11 +53,11 @@ end
 
 -- The recipe's steps (stdlib functions looked up through their module table at call time).
 wrapfn(hsm, "token", "hsm.token (load, login)")
-wrapfn(migrate, "transport", "migrate.transport (RSA pair, KAT, self-test)")
+wrapfn(transport, "new", "transport.new (RSA pair, KAT, self-test)")
 wrapfn(migrate, "plan", "migrate.plan")
 wrapfn(migrate, "fingerprint", "migrate.fingerprint (source, before/after)")
 wrapfn(migrate, "apply", "migrate.apply")
-wrapfn(migrate, "functional", "migrate.functional (encrypt/decrypt check)")
+wrapfn(verify, "functional", "verify.functional (encrypt/decrypt check)")
 wrapfn(wrap, "rsa_aes_wrap", "wrap.rsa_aes_wrap")
 wrapfn(wrap, "rsa_aes_unwrap", "wrap.rsa_aes_unwrap")
 wrapfn(wrap, "mechanisms", "wrap.mechanisms (mechanism list)")

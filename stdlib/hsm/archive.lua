@@ -16,6 +16,7 @@ local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
 local migrate = require("hsm.migrate")
+local verify = require("hsm.verify")
 
 local M = {}
 
@@ -159,7 +160,7 @@ function M.backup(src, key, path, opts)
           if not blob then entry.reason = "wrap failed: " .. tostring(berr) end
         end
         if blob then
-          local ev = migrate.evidence(src, it.obj, it.a, function(id) return pubs[id] end, true)
+          local ev = verify.evidence(src, it.obj, it.a, function(id) return pubs[id] end, true)
           entry.evidence = ev and attrs.to_data(ev) or nil
           entry.blob = #blob
           sum.keys = sum.keys + 1
@@ -343,7 +344,7 @@ function M.plan(dst, key, a, opts)
   function t.unwrap_batch(jobs) return dst:unwrap_parallel(WRAP_MECH, key, jobs, t.workers or {dst}) end
   return migrate.plan_items(M.items(a), dst, {transport = t, previous = opts.previous,
     capacity = opts.capacity}, {prove = function(it, d_obj)
-      return migrate.check_evidence(dst, d_obj, it.a, it.evidence)
+      return verify.check_evidence(dst, d_obj, it.a, it.evidence)
     end})
 end
 

@@ -13,6 +13,7 @@ local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
 local trust = require("hsm.trust")
+local verify = require("hsm.verify")
 
 local M = {}
 local hex = keys.hex
@@ -138,167 +139,6 @@ function M.fingerprint(items)
   return hex(core.sha256(table.concat(lines, "\n"))), #items
 end
 
--- ------------------------------------------------------------------ transport
-
-local PAIR_PUB = {CKA_TOKEN = false, CKA_WRAP = true, CKA_ENCRYPT = false, CKA_VERIFY = false,
-                  CKA_PUBLIC_EXPONENT = "\1\0\1"}
-local PAIR_PRIV = {CKA_TOKEN = false, CKA_PRIVATE = true, CKA_SENSITIVE = true,
-                   CKA_EXTRACTABLE = false, CKA_UNWRAP = true, CKA_DECRYPT = false, CKA_SIGN = false}
-
-local function merged(a, b)
-  local t = {}
-  for k, v in pairs(a) do t[k] = v end
-  for k, v in pairs(b or {}) do t[k] = v end
-  return t
-end
-
---- A destination RSA transport pair. opts: {bits=3072, token=false, label=}.
-function M.transport_pair(dst, opts)
-  opts = opts or {}
-  local label = opts.label or "hsmsh-transport"
-  local extra = {CKA_TOKEN = opts.token or false, CKA_LABEL = label, CKA_ID = opts.id}
-  local pub, priv = dst:generate_key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN",
-    merged(merged(PAIR_PUB, extra), {CKA_MODULUS_BITS = opts.bits or 3072}), merged(PAIR_PRIV, extra))
-  if not pub then error("cannot generate the RSA transport pair on the destination: " .. priv, 0) end
-  return pub, priv
-end
-
--- The transport kinds. Each: needs (destination and source mechanisms), carries(item) ->
--- nil or the reason it cannot, strength (of the key that wraps the payload).
-local function has(mechs, name, flag) return (mechs[name] or {})[flag] end
-
---- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
---- session key wrapped on the source, unwrapped on the destination, KCVs compared).
---- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072, keep=false}. Set t.workers
---- to a list of destination sessions (one per thread) for apply's parallel unwrapping.
-function M.transport(src, dst, opts)
-  opts = opts or {}
-  local smech, dmech = wrap.mechanisms(src), wrap.mechanisms(dst)
-  local kind = opts.kind or "auto"
-  if kind == "auto" then kind = opts.kek and "aes-kwp" or "rsa-aes" end
-  local t = {kind = kind, notes = {}}
-  local function need(ok, what) if not ok then error(("transport %s: %s"):format(kind, what), 0) end end
-
-  local function kat(s, side, mech)
-    local r = wrap.kat(s, mech)
-    if not r.ok then error(("transport %s: the %s token failed the %s known-answer test: %s")
-      :format(kind, side, mech, r.detail or "?"), 0) end
-    if r.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. r.detail end
-    return r
-  end
-
-  if kind == "aes-kwp" then
-    need(opts.kek, "needs kek=LABEL, an AES key present on both tokens")
-    need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP"), "the source has no CKM_AES_KEY_WRAP_PAD")
-    need(has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"), "the destination has no CKM_AES_KEY_WRAP_PAD")
-    local function find_kek(s, side)
-      local l = assert(s:find_all({CKA_LABEL = opts.kek, CKA_CLASS = "CKO_SECRET_KEY"}))
-      need(#l == 1, ("kek=%s names %d keys on the %s token (expected one)"):format(opts.kek, #l, side))
-      return l[1]
-    end
-    local sk, dk = find_kek(src, "source"), find_kek(dst, "destination")
-    local kcv1 = sk:get("CKA_CHECK_VALUE") or keys.kcv(sk)
-    local kcv2 = dk:get("CKA_CHECK_VALUE") or keys.kcv(dk)
-    need(kcv1 and kcv1 == kcv2, "the two KEKs differ (check values " .. hex(kcv1 or "") .. " and "
-      .. hex(kcv2 or "") .. ")")
-    need(sk.wrap and dk.unwrap, "the KEK needs CKA_WRAP on the source and CKA_UNWRAP on the destination")
-    t.unsafe = (sk.decrypt or dk.decrypt) and "the KEK can also decrypt (CKA_DECRYPT=true)" or nil
-    t.strength = wrap.strength(sk)
-    local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
-    t.aligned_only = srcr.aligned_only or dstr.aligned_only
-    t.same_quirk = srcr.aligned_only == dstr.aligned_only
-    function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", sk, key) end
-    function t.unwrap(blob, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", dk, blob, tmpl) end
-    function t.unwrap_batch(jobs)
-      return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", dk, jobs, t.workers or {dst})
-    end
-    function t.close() end
-  else
-    need(kind == "rsa-aes" or kind == "rsa-oaep", "unknown transport (auto, rsa-aes, aes-kwp, rsa-oaep)")
-    need(has(dmech, "CKM_RSA_PKCS_KEY_PAIR_GEN", "CKF_GENERATE_KEY_PAIR"),
-      "the destination cannot generate RSA key pairs")
-    local native = has(smech, "CKM_RSA_AES_KEY_WRAP", "CKF_WRAP") and has(dmech, "CKM_RSA_AES_KEY_WRAP", "CKF_UNWRAP")
-    if kind == "rsa-aes" and not native then
-      need(has(smech, "CKM_RSA_PKCS_OAEP", "CKF_WRAP") and has(dmech, "CKM_RSA_PKCS_OAEP", "CKF_UNWRAP"),
-        "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP on both tokens")
-      need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP") and has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"),
-        "needs CKM_RSA_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD on both tokens")
-      local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
-      t.aligned_only = srcr.aligned_only or dstr.aligned_only
-      t.same_quirk = srcr.aligned_only == dstr.aligned_only
-      t.strength = 256
-    end
-    t.native = native and kind == "rsa-aes"
-    -- keep: the pair is made as token objects and stays (e.g. to audit or reuse it).
-    local pub, priv = M.transport_pair(dst, {bits = opts.bits, token = opts.keep,
-      label = opts.keep and ("hsmsh-transport-" .. os.date("!%Y%m%dT%H%M%SZ")) or nil})
-    if kind == "rsa-oaep" then t.strength = wrap.strength(pub) end
-    local spub, err = wrap.import_public(src, keys.spki(pub))
-    need(spub, "cannot import the transport public key into the source: " .. tostring(err))
-    t.hash = "sha256"
-    local function w(key) -- by kind
-      if kind == "rsa-oaep" then return src:wrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, spub, key) end
-      return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash})
-    end
-    local function u(blob, tmpl)
-      if kind == "rsa-oaep" then return dst:unwrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, priv, blob, tmpl) end
-      return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash})
-    end
-    t.wrap, t.unwrap = w, u
-    function t.close()
-      if t.closed then return end
-      t.closed = true
-      spub:destroy()
-      if not opts.keep then pub:destroy(); priv:destroy() end
-    end
-    -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
-    local probe = assert(src:generate{type = "AES", bits = 128, token = false,
-                                      CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
-    local ok = false
-    for _, h in ipairs({"sha256", "sha1"}) do
-      t.hash = h
-      local blob = w(probe)
-      local back = blob and u(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
-                                     CKA_TOKEN = false, CKA_ENCRYPT = true})
-      if back then
-        ok = keys.kcv(back) == keys.kcv(probe)
-        back:destroy()
-        break
-      end
-    end
-    probe:destroy()
-    if not ok then t.close() end
-    need(ok, "the self-test (a session key wrapped on the source, unwrapped on the destination) failed")
-    if kind == "rsa-aes" and not t.native then
-      -- One ephemeral AES-256 key per run: RSA-OAEP carries it once, AES-KWP every key. The
-      -- same construction as RSA-AES key wrap, without repeating the RSA private-key
-      -- operation (~3 ms) for each key. (Split runs write standard per-key RSA-AES blobs.)
-      local oaep = {"CKM_RSA_PKCS_OAEP", hash = t.hash}
-      local eph = assert(src:generate_key("CKM_AES_KEY_GEN",
-        wrap.ephemeral_template({CKA_VALUE_LEN = 32, CKA_EXTRACTABLE = true, CKA_WRAP = true})))
-      local blob = src:wrap(oaep, spub, eph)
-      local deph = blob and dst:unwrap(oaep, priv, blob,
-        wrap.ephemeral_template({CKA_UNWRAP = true, CKA_EXTRACTABLE = false}))
-      if not deph then eph:destroy(); t.close() end
-      need(deph, "cannot carry the run's AES key to the destination")
-      function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", eph, key) end
-      function t.unwrap(b, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", deph, b, tmpl) end
-      function t.unwrap_batch(jobs)
-        return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", deph, jobs, t.workers or {dst})
-      end
-      local close_pair = t.close
-      function t.close()
-        if not t.closed then eph:destroy(); deph:destroy() end
-        close_pair()
-      end
-      t.per_run_key = true
-    end
-  end
-  t.name = kind .. (t.hash and ("/oaep-" .. t.hash) or "") .. (t.native and " (native)" or
-    t.per_run_key and " (composed: one AES-256 key per run, AES-KWP per key)" or "")
-  return t
-end
-
 -- ------------------------------------------------------------------ plan
 
 local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it, not even for token "
@@ -361,7 +201,7 @@ function M.inflight(previous)
   return out
 end
 
---- Plans a migration (read-only). opts: {filter=predicate, transport=t (M.transport),
+--- Plans a migration (read-only). opts: {filter=predicate, transport=t (hsm.transport),
 --- capacity=N, fips=bool, previous={journal events of an interrupted run}}. Returns
 --- {items = {{ref, a, obj, check, strategy, reason, dst}...}, counts = {}, conflicts = N}.
 function M.plan(src, dst, opts)
@@ -373,7 +213,7 @@ function M.plan(src, dst, opts)
   end
   local function pub_of(id) return pubs[id] end
   return M.plan_items(srcs, dst, opts, {src = src, all_src = all_src, pub_of = pub_of, prove = function(it, d_obj)
-    return M.functional(src, it.obj, dst, d_obj, it.a, pub_of)
+    return verify.functional(src, it.obj, dst, d_obj, it.a, pub_of)
   end})
 end
 
@@ -478,131 +318,6 @@ function M.row(it)
 end
 M.columns = {{"class", "CLASS"}, {"key_type", "TYPE"}, {"label", "LABEL"}, {"id", "ID"},
              {"check", "KCV/FINGERPRINT"}, {"strategy", "STRATEGY"}, {"reason", "REASON"}}
-
--- ------------------------------------------------------------------ verification
-
-local BLOCK = {CKK_AES = {"CKM_AES_CBC_PAD", 16}, CKK_DES3 = {"CKM_DES3_CBC_PAD", 8},
-               CKK_DES2 = {"CKM_DES3_CBC_PAD", 8}}
-local HMAC = {CKK_GENERIC_SECRET = "CKM_SHA256_HMAC", CKK_SHA256_HMAC = "CKM_SHA256_HMAC",
-              CKK_SHA_1_HMAC = "CKM_SHA_1_HMAC", CKK_SHA384_HMAC = "CKM_SHA384_HMAC",
-              CKK_SHA512_HMAC = "CKM_SHA512_HMAC", CKK_AES = "CKM_AES_CMAC"}
-
---- An operation with the source key checked with the destination key (or the reverse).
---- Returns a description of the check, or raises naming what failed. pub_of(id) finds the
---- source public key of a pair.
-function M.functional(src, s_obj, dst, d_obj, a, pub_of)
-  local cls, kt = a.CKA_CLASS, a.CKA_KEY_TYPE
-  local data = assert(src:random(32))
-  local function must(v, what, err)
-    if not v then error(what .. ": " .. tostring(err), 0) end
-    return v
-  end
-  if cls == "CKO_SECRET_KEY" then
-    local b = BLOCK[kt]
-    if b and a.CKA_ENCRYPT and a.CKA_DECRYPT then
-      local mech = {b[1], iv = data:sub(1, b[2])}
-      local c, cerr = src:encrypt(mech, s_obj, data)
-      must(c, "encrypt on the source", cerr)
-      local p, err = dst:decrypt(mech, d_obj, c)
-      if p ~= data then error("decrypt on the destination does not give the source's plaintext: " .. tostring(err), 0) end
-      return "encrypted on the source, decrypted on the destination"
-    end
-    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
-      local sig, err = src:sign(HMAC[kt], s_obj, data)
-      must(sig, "sign on the source", err)
-      local ok, verr = dst:verify(HMAC[kt], d_obj, data, sig)
-      if ok ~= true then error("the destination does not verify the source's MAC: " .. tostring(verr), 0) end
-      return "MAC on the source, verified on the destination"
-    end
-    if kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP then
-      local probe = assert(src:generate{type = "AES", bits = 128, token = false,
-                                        CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
-      local blob, err = src:wrap("CKM_AES_KEY_WRAP", s_obj, probe)
-      local back = blob and dst:unwrap("CKM_AES_KEY_WRAP", d_obj, blob,
-        {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
-      local same = back and keys.kcv(back) == keys.kcv(probe)
-      probe:destroy()
-      if back then back:destroy() end
-      if not same then error("a key wrapped on the source does not unwrap on the destination: " .. tostring(err), 0) end
-      return "wrapped on the source, unwrapped on the destination"
-    end
-    return "KCV only (the key allows no operation both sides can check)"
-  elseif cls == "CKO_PRIVATE_KEY" then
-    local pub = pub_of(a.CKA_ID or "")
-    if not pub then return "fingerprint only (no source public key with the same ID)" end
-    if not a.CKA_SIGN then return "fingerprint only (the private key cannot sign)" end
-    local mech, msg = nil, data
-    if kt == "CKK_RSA" then mech = "CKM_SHA256_RSA_PKCS"
-    elseif kt == "CKK_EC" then mech, msg = "CKM_ECDSA", core.sha256(data)
-    elseif kt == "CKK_EC_EDWARDS" then mech = "CKM_EDDSA"
-    else return "fingerprint only" end
-    local sig, err = dst:sign(mech, d_obj, msg)
-    must(sig, "sign on the destination", err)
-    local ok, verr = src:verify(mech, pub, msg, sig)
-    if ok ~= true then error("the source public key does not verify the destination's signature: " .. tostring(verr), 0) end
-    return "signed on the destination, verified with the source public key"
-  end
-  return "attributes compared"
-end
-
---- For runs split across two machines: what the source records so the destination can
---- prove a key without the source at hand (as seed 002 tests 3DES "by cross-encryption"):
---- secret keys: a random plaintext and its ciphertext, or data and its MAC; key pairs: the
---- source public key (SPKI) to verify a signature the destination makes. Plain data only.
---- kcv_is_enough: for block-cipher keys that can encrypt, the KCV (each token encrypting a
---- zero block) is already an operation checked on both sides; archives rely on it.
-function M.evidence(src, obj, a, pub_of, kcv_is_enough)
-  local cls, kt = a.CKA_CLASS, a.CKA_KEY_TYPE
-  if kcv_is_enough and cls == "CKO_SECRET_KEY" and BLOCK[kt] and a.CKA_ENCRYPT then
-    return {kind = "kcv"}
-  end
-  local data = assert(src:random(32))
-  if cls == "CKO_SECRET_KEY" then
-    local b = BLOCK[kt]
-    if b and a.CKA_ENCRYPT and a.CKA_DECRYPT then
-      local iv = data:sub(1, b[2])
-      local c = src:encrypt({b[1], iv = iv}, obj, data)
-      if c then return {kind = "decrypt", mech = b[1], iv = iv, plaintext = data, ciphertext = c} end
-    end
-    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
-      local mac = src:sign(HMAC[kt], obj, data)
-      if mac then return {kind = "verify", mech = HMAC[kt], data = data, mac = mac} end
-    end
-  elseif cls == "CKO_PRIVATE_KEY" and a.CKA_SIGN then
-    local pub = pub_of(a.CKA_ID or "")
-    local spki = pub and keys.spki(pub)
-    if spki then return {kind = "sign", spki = spki} end
-  end
-  return nil
-end
-
---- Checks a destination key against the source's evidence. Returns how; raises on mismatch.
-function M.check_evidence(dst, d_obj, a, ev)
-  if not ev then return "check value only (no operation recorded on the source)" end
-  if ev.kind == "kcv" then return "KCV: the same zero block encrypted on both tokens" end
-  if ev.kind == "decrypt" then
-    local p, err = dst:decrypt({ev.mech, iv = ev.iv}, d_obj, ev.ciphertext)
-    if p ~= ev.plaintext then error("the destination does not decrypt the source's ciphertext: " .. tostring(err), 0) end
-    return "decrypted on the destination what the source encrypted"
-  elseif ev.kind == "verify" then
-    local ok, err = dst:verify(ev.mech, d_obj, ev.data, ev.mac)
-    if ok ~= true then error("the destination does not verify the source's MAC: " .. tostring(err), 0) end
-    return "verified on the destination the source's MAC"
-  elseif ev.kind == "sign" then
-    local pub = assert(wrap.import_public(dst, ev.spki, "hsmsh-verify", {CKA_VERIFY = true, CKA_WRAP = false}))
-    local kt = a.CKA_KEY_TYPE
-    local data = assert(dst:random(32))
-    local mech, msg = "CKM_SHA256_RSA_PKCS", data
-    if kt == "CKK_EC" then mech, msg = "CKM_ECDSA", core.sha256(data)
-    elseif kt == "CKK_EC_EDWARDS" then mech = "CKM_EDDSA" end
-    local sig, err = dst:sign(mech, d_obj, msg)
-    local ok = sig and dst:verify(mech, pub, msg, sig)
-    pub:destroy()
-    if ok ~= true then error("the source public key does not verify the destination's signature: " .. tostring(err), 0) end
-    return "signed on the destination, verified with the source public key"
-  end
-  error("unknown evidence kind " .. tostring(ev.kind), 0)
-end
 
 -- ------------------------------------------------------------------ apply
 

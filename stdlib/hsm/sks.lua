@@ -16,6 +16,8 @@ local json = require("hsm.json")
 local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local migrate = require("hsm.migrate")
+local transport = require("hsm.transport")
+local verify = require("hsm.verify")
 
 local M = {}
 local MAGIC, MECH, MAC = "HSMSKS01", "CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC"
@@ -160,7 +162,7 @@ end
 -- Copies the SMK from one token to another (RSA-AES transport), verified by a key wrapped
 -- with one and unwrapped with the other. Returns the copy.
 local function copy_smk(from, smk, to, label, id)
-  local t = migrate.transport(from, to, {kind = "rsa-aes"})
+  local t = transport.new(from, to, {kind = "rsa-aes"})
   local a = attrs.capture(smk)
   local tmpl = attrs.template(a, "unwrap", attrs.quirks(to))
   tmpl.CKA_LABEL, tmpl.CKA_ID, tmpl.CKA_TOKEN = label, id or a.CKA_ID, true
@@ -168,7 +170,7 @@ local function copy_smk(from, smk, to, label, id)
   local copy = blob and t.unwrap(blob, tmpl)
   t.close()
   if not copy then error("cannot copy the SMK: " .. tostring(err), 0) end
-  local ok, how = pcall(migrate.functional, from, smk, to, copy, a, function() end)
+  local ok, how = pcall(verify.functional, from, smk, to, copy, a, function() end)
   if not ok or how:find("only", 1, true) then
     copy:destroy()
     error("the SMK copy does not verify: " .. tostring(how), 0)

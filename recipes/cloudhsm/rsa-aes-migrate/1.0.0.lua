@@ -10,6 +10,8 @@
 -- One process (side=both, both tokens reachable) or two machines through the directory dir=:
 --   side=destination step=prepare, then side=source, then side=destination step=finish.
 local migrate = require("hsm.migrate")
+local transport = require("hsm.transport")
+local verify = require("hsm.verify")
 local wrap = require("hsm.wrap")
 local keys = require("hsm.keys")
 local exchange = require("hsm.exchange")
@@ -87,7 +89,7 @@ return {
           error(("the destination has only one half of the wrapping pair (%s); remove it or choose other labels")
             :format(pub and p.wrapping_label or p.unwrapping_label), 0)
         else
-          pub, priv = migrate.transport_pair(dst, {bits = p.bits, token = true, label = p.wrapping_label})
+          pub, priv = transport.pair(dst, {bits = p.bits, token = true, label = p.wrapping_label})
           priv:set({CKA_LABEL = p.unwrapping_label})
           st.made_pair = true
           ctx.journal({event = "step", step = "wrapping-pair", label = p.wrapping_label})
@@ -180,7 +182,7 @@ return {
             local blob, err = wrap.rsa_aes_wrap(src, spub, it.obj, {hash = st.hash})
             if blob then
               it.blob, wrapped = blob, wrapped + 1
-              it.evidence = migrate.evidence(src, it.obj, it.a, st.pub_of)
+              it.evidence = verify.evidence(src, it.obj, it.a, st.pub_of)
             else
               it.strategy, it.reason = "blocked", "wrap failed: " .. tostring(err)
             end
@@ -215,7 +217,7 @@ return {
           return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = header.hash})
         end}
         st.plan = migrate.plan_items(items, dst, {transport = t, previous = ctx.previous},
-          {prove = function(it, d_obj) return migrate.check_evidence(dst, d_obj, it.a, it.evidence) end})
+          {prove = function(it, d_obj) return verify.check_evidence(dst, d_obj, it.a, it.evidence) end})
         local rows = {}
         for _, it in ipairs(st.plan.items) do rows[#rows + 1] = migrate.row(it) end
         ctx.say("%s", ui.table(rows, migrate.columns))

@@ -2,6 +2,7 @@
 -- attributes kept, each key verified; the source is never written. Re-running, or
 -- `hsmsh resume JOURNAL` after an interruption, finishes the work with nothing lost or doubled.
 local migrate = require("hsm.migrate")
+local transport = require("hsm.transport")
 local ui = require("hsm.ui")
 
 local function setup(ctx)
@@ -22,7 +23,7 @@ local function setup(ctx)
     end
     if st.ghosts then ctx.say("removed %d session object(s) a killed run left behind", st.ghosts) end
   end
-  st.transport = migrate.transport(st.src, st.dst, {kind = p.transport, kek = p.kek,
+  st.transport = transport.new(st.src, st.dst, {kind = p.transport, kek = p.kek,
                                                     keep = p.keep_transport and not ctx.dry_run})
   if p.workers > 1 then
     -- One destination session per unwrapping thread (sessions share the token's login).

@@ -2,6 +2,7 @@
 -- kept, verification, and re-runs that change nothing.
 local hsm = require("hsm")
 local migrate = require("hsm.migrate")
+local transport = require("hsm.transport")
 local attrs = require("hsm.attrs")
 local H = require("spec.helper")
 
@@ -60,7 +61,7 @@ describe("migrate plan", function()
     assert(src:generate{type = "DES3", label = "des", id = "\4", CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
     assert(src:generate{type = "RSA", bits = 2048, label = "rsa", id = "\5", CKA_EXTRACTABLE = true})
     local before = migrate.fingerprint(dst)
-    local t = migrate.transport(src, dst, {})
+    local t = transport.new(src, dst, {})
     local plan = migrate.plan(src, dst, {transport = t, fips = true})
     local st = strategies(plan)
     assert.equal("wrap", st["secret-key/01/ok"][1])
@@ -79,7 +80,7 @@ describe("migrate plan", function()
     local dst <close> = hsm.token(H.new_token("cap-dst"))
     for i = 1, 3 do aes(src, "k" .. i, string.char(i)) end
     aes(dst, "already", "\9")
-    local t = migrate.transport(src, dst, {})
+    local t = transport.new(src, dst, {})
     local plan = migrate.plan(src, dst, {transport = t, capacity = 3})
     assert.equal(2, plan.counts.wrap)
     assert.equal(1, plan.counts.blocked)
@@ -95,7 +96,7 @@ describe("migrate plan", function()
     aes(src, "same", "\1")
     aes(src, "other", "\2")
     aes(dst, "same", "\1")   -- same class, ID and label, another key
-    local t = migrate.transport(src, dst, {})
+    local t = transport.new(src, dst, {})
     local plan = migrate.plan(src, dst, {transport = t})
     assert.equal(1, plan.conflicts)
     local before = migrate.fingerprint(dst)
@@ -112,18 +113,18 @@ describe("migrate plan", function()
     aes(src, "k256", "\1")
     aes(src, "k128", "\2", {bits = 128})
     -- A 128-bit KEK is weaker than an AES-256 payload.
-    local t = migrate.transport(src, dst, {kind = "aes-kwp", kek = shared_kek(src, dst, 16)})
+    local t = transport.new(src, dst, {kind = "aes-kwp", kek = shared_kek(src, dst, 16)})
     local st = strategies(migrate.plan(src, dst, {transport = t}))
     assert.matches("128%-bit strength is weaker than the 256%-bit payload", st["secret-key/01/k256"][2])
     assert.equal("wrap", st["secret-key/02/k128"][1])
     -- A KEK that can also decrypt exposes what it wraps.
-    local t2 = migrate.transport(src, dst, {kind = "aes-kwp",
+    local t2 = transport.new(src, dst, {kind = "aes-kwp",
       kek = shared_kek(src, dst, 24, {CKA_DECRYPT = true, CKA_LABEL = "kek24"})})
     st = strategies(migrate.plan(src, dst, {transport = t2}))
     assert.matches("can also decrypt", st["secret-key/02/k128"][2])
     -- RSA-OAEP carries no private key, and a 3072-bit RSA key is weaker than AES-256.
     assert(src:generate{type = "RSA", bits = 2048, label = "rsa", id = "\3", CKA_EXTRACTABLE = true})
-    local t3 = migrate.transport(src, dst, {kind = "rsa-oaep"})
+    local t3 = transport.new(src, dst, {kind = "rsa-oaep"})
     st = strategies(migrate.plan(src, dst, {transport = t3}))
     assert.matches("cannot carry a private key", st["private-key/03/rsa"][2])
     assert.matches("weaker", st["secret-key/01/k256"][2])
@@ -134,14 +135,14 @@ describe("migrate plan", function()
   it("names a missing or mismatched KEK", function()
     local src <close> = hsm.token(H.new_token("kek-src"))
     local dst <close> = hsm.token(H.new_token("kek-dst"))
-    local ok, err = pcall(migrate.transport, src, dst, {kind = "aes-kwp", kek = "nope"})
+    local ok, err = pcall(transport.new, src, dst, {kind = "aes-kwp", kek = "nope"})
     assert.is_false(ok)
     assert.matches("kek=nope names 0 keys on the source token", err, 1, true)
     for i, s in ipairs({src, dst}) do
       assert(s:create({CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false,
         CKA_LABEL = "k", CKA_VALUE = string.char(i):rep(32), CKA_WRAP = true, CKA_UNWRAP = true}))
     end
-    ok, err = pcall(migrate.transport, src, dst, {kind = "aes-kwp", kek = "k"})
+    ok, err = pcall(transport.new, src, dst, {kind = "aes-kwp", kek = "k"})
     assert.is_false(ok)
     assert.matches("the two KEKs differ", err)
   end)
@@ -149,7 +150,7 @@ end)
 
 describe("migrate apply", function()
   local function run(src, dst, opts)
-    local t = migrate.transport(src, dst, opts or {})
+    local t = transport.new(src, dst, opts or {})
     local plan = migrate.plan(src, dst, {transport = t})
     local events = {}
     local sum = migrate.apply(plan, {on_item = function(ev) events[ev.ref] = ev end})
@@ -208,7 +209,7 @@ describe("migrate apply", function()
     local previous = {{event = "destination", counts = {["secret-key//"] = 1}},
                       {event = "step", ref = "secret-key/01/k", step = "create"}}
     assert(dst:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true})
-    local t = migrate.transport(src, dst, {})
+    local t = transport.new(src, dst, {})
     local plan = migrate.plan(src, dst, {transport = t, previous = previous})
     assert.equal(1, #plan.strays)
     local sum = migrate.apply(plan, {resumed = true})
@@ -225,7 +226,7 @@ describe("migrate apply", function()
     -- A previous run journaled "create" for this key and died; the object on the destination
     -- with its class, ID and label holds another key (a half-made leftover).
     aes(dst, "k", "\1")
-    local t = migrate.transport(src, dst, {})
+    local t = transport.new(src, dst, {})
     local previous = {{event = "step", ref = "secret-key/01/k", step = "create"}}
     local plan = migrate.plan(src, dst, {transport = t, previous = previous})
     assert.equal("wrap", plan.items[1].strategy)

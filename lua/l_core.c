@@ -255,7 +255,8 @@ static int l_append_synced(lua_State *L)
         errno = e;
         return luaL_fileresult(L, 0, path);
     }
-    close(fd);
+    if (close(fd) != 0)
+        return luaL_fileresult(L, 0, path);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -315,6 +316,16 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): waits (fractions of a second too) */
+static int l_sleep(lua_State *L)
+{
+    lua_Number t = luaL_checknumber(L, 1);
+    struct timespec ts = {(time_t)t, (long)((t - (lua_Number)(time_t)t) * 1e9)};
+    while (t > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
 /* core.isatty(fd) -> boolean */
 static int l_isatty(lua_State *L)
 {
@@ -340,7 +351,7 @@ int luaopen_hsm_core(lua_State *L)
         {"lab_dir", l_lab_dir}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
         {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256},
         {"spki_attrs", l_spki_attrs}, {"pem_encode", l_pem_encode}, {"pem_decode", l_pem_decode},
-        {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now}, {"hex", l_hex}, {"unhex", l_unhex},
+        {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now}, {"sleep", l_sleep}, {"hex", l_hex}, {"unhex", l_unhex},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, HSMSH_VERSION);
@@ -352,6 +363,7 @@ int luaopen_hsm_core(lua_State *L)
     lhsm_open_object(L);
     lhsm_open_x509(L);
     lhsm_open_file(L);
+    lhsm_open_lock(L);
     lhsm_open_custody(L);
     return 1;
 }

@@ -1,9 +1,12 @@
 /* l_file.c - what the stdlib needs of the file system and of streams beyond Lua's io:
- * directory listings, stat, fsync, and an incremental SHA-256 (hsm.Sha256) for data that
- * must never be held whole (hsm.sealed hashes a file's plaintext one chunk at a time). */
+ * directory listings, stat, fsync, renames that never replace, truncation, this process's
+ * pid and host, and an incremental SHA-256 (hsm.Sha256) for data that must never be held
+ * whole (hsm.sealed hashes a file's plaintext one chunk at a time). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -193,6 +196,111 @@ static int l_fsync(lua_State *L)
     return 1;
 }
 
+/* core.mkdir(path, [mode=0700]) -> true | nil, err: makes a directory and any missing parent
+ * (each new one with mode); an existing directory is fine, an existing non-directory is not */
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0700);
+    char *p = strdup(path);
+    if (!p)
+        return luaL_error(L, "mkdir: out of memory");
+    for (char *q = p + 1;; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char c = *q;
+        *q = '\0';
+        struct stat st;
+        if (mkdir(p, mode) != 0 && !(errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode))) {
+            int e = errno == EEXIST ? ENOTDIR : errno;
+            free(p);
+            errno = e;
+            return luaL_fileresult(L, 0, path);
+        }
+        *q = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.rename_new(from, to) -> true | nil, err: renames, but never over an existing file
+ * (renameat2 RENAME_NOREPLACE; a hard link and an unlink where the file system lacks it).
+ * The directory is synced after, so the new name survives a crash. */
+static int l_rename_new(lua_State *L)
+{
+    const char *from = luaL_checkstring(L, 1);
+    const char *to = luaL_checkstring(L, 2);
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS)
+            return luaL_fileresult(L, 0, to);
+        if (link(from, to) != 0)
+            return luaL_fileresult(L, 0, to);
+        unlink(from);
+    }
+    char *dir = strdup(to);
+    if (!dir)
+        return luaL_error(L, "rename_new: out of memory");
+    char *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int ok = fd >= 0 && (fsync(fd) == 0 || errno == EINVAL);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    if (!ok) {
+        errno = e;
+        return luaL_fileresult(L, 0, to);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.truncate(path, length) -> true | nil, err: cuts a file to length bytes and syncs it */
+static int l_truncate(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer len = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, len >= 0, 2, "negative length");
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return luaL_fileresult(L, 0, path);
+    int ok = ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok) {
+        errno = e;
+        return luaL_fileresult(L, 0, path);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.process() -> {pid=, host=}: this process and the machine's host name */
+static int l_process(lua_State *L)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)getpid());
+    lua_setfield(L, -2, "pid");
+    lua_pushstring(L, host);
+    lua_setfield(L, -2, "host");
+    return 1;
+}
+
+/* core.alive(pid) -> true when a process with that pid exists (on this machine) */
+static int l_alive(lua_State *L)
+{
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM));
+    return 1;
+}
+
 void lhsm_open_file(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"update", l_sha256_update}, {"final", l_sha256_final},
@@ -200,6 +308,8 @@ void lhsm_open_file(lua_State *L)
     static const luaL_Reg meta[] = {{"__gc", l_sha256_gc}, {NULL, NULL}};
     lhsm_newclass(L, LHSM_SHA256, methods, meta);
     static const luaL_Reg fns[] = {{"sha256_stream", l_sha256_stream}, {"stat", l_stat},
-                                   {"listdir", l_listdir}, {"fsync", l_fsync}, {NULL, NULL}};
+                                   {"listdir", l_listdir}, {"fsync", l_fsync},
+                                   {"mkdir", l_mkdir}, {"rename_new", l_rename_new}, {"truncate", l_truncate},
+                                   {"process", l_process}, {"alive", l_alive}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -88,7 +88,8 @@ void lhsm_open_object(lua_State *L);
 void lhsm_open_secret(lua_State *L);
 void lhsm_open_names(lua_State *L);
 void lhsm_open_x509(lua_State *L);
-void lhsm_open_file(lua_State *L);   /* l_file.c: listdir, stat, fsync, sha256_stream */
+void lhsm_open_file(lua_State *L);   /* l_file.c: listdir, stat, fsync, rename_new, sha256_stream */
+void lhsm_open_lock(lua_State *L);   /* l_lock.c: core.lock -> hsm.Lock */
 void lhsm_open_custody(lua_State *L); /* l_custody.c: split, share_encode/decode, combine */
 
 #endif

@@ -453,6 +453,11 @@ static void format_into(writer *w, const hsm_uri *u, int with_pin)
         switch (d->kind) {
         case K_STR: case K_LIBVER: case K_TYPE: {
             const char *str = *(char *const *)((const char *)u + d->off);
+            /* A pin-source that is not a reference (file:PATH, /PATH, prompt) may be a PIN
+             * typed in the wrong place: never shown. */
+            if (!with_pin && str && d->off == offsetof(hsm_uri, pin_source) &&
+                strncmp(str, "file:", 5) != 0 && str[0] != '/' && strcmp(str, "prompt") != 0)
+                str = "(not shown: not file:PATH or prompt)";
             val = (const unsigned char *)str;
             len = str ? strlen(str) : 0;
             break;

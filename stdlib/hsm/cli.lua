@@ -9,7 +9,7 @@ local function usage(msg)
   return 2
 end
 
---- hsmsh run RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--journal FILE]
+--- hsmsh run RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--wait] [--journal FILE]
 function M.run(spec, ...)
   if not spec or spec:sub(1, 1) == "-" then return usage("run needs a recipe name") end
   local opts, assigns = {}, {}
@@ -20,6 +20,7 @@ function M.run(spec, ...)
     if a == "--dry-run" then opts.dry_run = true
     elseif a == "--yes" then opts.yes = true
     elseif a == "--json" then opts.json = true
+    elseif a == "--wait" then opts.wait = true
     elseif a == "--journal" then
       i = i + 1
       if not args[i] then return usage("--journal needs a file") end
@@ -50,7 +51,7 @@ function M.recipes(...)
   return 0
 end
 
---- hsmsh resume JOURNAL [--json] [--yes]: runs the journal's recipe again with its
+--- hsmsh resume JOURNAL [--json] [--yes] [--wait]: runs the journal's recipe again with its
 --- parameters; the recipe finds what the interrupted run did and finishes the rest.
 function M.resume(path, ...)
   if not path or path:sub(1, 1) == "-" then return usage("resume needs a journal file") end
@@ -58,7 +59,8 @@ function M.resume(path, ...)
   for _, a in ipairs({...}) do
     if a == "--json" then opts.json = true
     elseif a == "--yes" then opts.yes = true
-    else return usage(("unknown argument '%s' for resume (--json, --yes)"):format(a)) end
+    elseif a == "--wait" then opts.wait = true
+    else return usage(("unknown argument '%s' for resume (--json, --yes, --wait)"):format(a)) end
   end
   local events, start = recipe.read_journal(path)
   local rec = recipe.load(recipe.find(start.recipe .. "@" .. tostring(start.version)))

@@ -174,7 +174,7 @@ function M.recipe(spec)
     token = {type = "uri", doc = "the token backed up (side=backup) or restored onto (side=restore)"},
     file = {type = "string", doc = "the archive file"},
     filter = {type = "string", default = "", doc = "which objects to back up: label=GLOB,id=HEX,class=,type="},
-    workers = {type = "integer", default = 1,
+    workers = {type = "integer", min = 1, max = 32, default = 1,
                doc = "restore: sessions unwrapping in parallel threads (keys are still verified one by one)"},
   }
   for k, v in pairs(spec.params or {}) do params[k] = v end
@@ -188,7 +188,7 @@ function M.recipe(spec)
         name = "preflight",
         plan = function(ctx)
           local p, st = ctx.params, ctx.state
-          st.s = ctx.token(p.token)
+          st.s = ctx.token(p.token, {write = p.side == "restore" or p.keep_key == true})
           if p.side == "backup" then
             st.filter = migrate.filter(p.filter)
             local rows, blocked = {}, 0
@@ -243,7 +243,6 @@ function M.recipe(spec)
         apply = function(ctx)
           local p, st = ctx.params, ctx.state
           if p.side ~= "restore" then return false end
-          if p.workers < 1 or p.workers > 32 then error("workers must be between 1 and 32", 0) end
           local key = M.key_for(ctx, st.s, st.parsed.header.custody)
           local a = archive.open(st.s, key, p.file)      -- the whole file is checked first
           -- One session per unwrapping thread (sessions share the token's login).
@@ -267,7 +266,7 @@ end
 
 --- Parameters of the component-based schemes.
 M.COMPONENT_PARAMS = {
-  components = {type = "string", doc = "the wrapping key's components: file:PATH or prompt, comma-separated"},
+  components = {type = "sources", doc = "the wrapping key's components: file:PATH or prompt, comma-separated"},
   kcvs = {type = "string", required = false, doc = "the components' check values as the custodians recorded them"},
   key_label = {type = "string", default = "AES_WRAP", doc = "label of the wrapping key"},
   key_attributes = {type = "string", default = "WU", doc = "usage of the wrapping key: W U S V (E D make it unsafe)"},
@@ -277,7 +276,7 @@ M.COMPONENT_PARAMS = {
 --- Parameters of the share-based schemes.
 M.SHARE_PARAMS = {
   shares = {type = "string", doc = "backup: the directory for share-1..m; restore: the share files, comma-separated"},
-  passphrases = {type = "string", required = false,
+  passphrases = {type = "sources", required = false,
                  doc = "per share, in order: file:PATH or prompt (protects the share file)"},
 }
 

@@ -31,7 +31,8 @@ local function pin_from(source, what)
     return s
   end
   local path = source:match("^file:(.*)$") or (source:sub(1, 1) == "/" and source)
-  if not path then error(("a PIN source must be file:PATH or prompt, got '%s'"):format(source), 0) end
+  -- (what was given is not repeated: it may be the PIN itself, typed in the wrong place)
+  if not path then error(("%s: a PIN source must be file:PATH or prompt"):format(what), 0) end
   local sec, err = core.secret_file(path)
   if not sec then error(err, 0) end
   return sec
@@ -100,6 +101,22 @@ function M.token(uri, opts)
   end
   M.current = {session = s, label = t.info.label, login = want and (opts.so and "so" or "user") or "public"}
   return s, t.info
+end
+
+--- The items of a comma-separated list whose items may be URIs: a URI's query may hold
+--- commas (a PIN, a path), so an item that starts with "pkcs11:" runs to the next ",pkcs11:"
+--- (put file names before URIs in a mixed list). Blank items are dropped.
+---@param text string
+function M.split_list(text)
+  local out, pos = {}, 1
+  while pos <= #text do
+    local stop = text:sub(pos, pos + 6) == "pkcs11:" and text:find(",pkcs11:", pos, true)
+      or text:sub(pos, pos + 6) ~= "pkcs11:" and text:find(",", pos, true) or nil
+    local item = text:sub(pos, (stop or #text + 1) - 1):match("^%s*(.-)%s*$")
+    if item ~= "" then out[#out + 1] = item end
+    pos = (stop or #text) + 1
+  end
+  return out
 end
 
 local type_class = {public = "CKO_PUBLIC_KEY", private = "CKO_PRIVATE_KEY",

@@ -14,6 +14,7 @@ local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
 local trust = require("hsm.trust")
 local verify = require("hsm.verify")
+local claim = require("hsm.claim")
 
 local M = {}
 local hex = keys.hex
@@ -101,8 +102,9 @@ local function index(session, filter, no_checks, unreadable)
       if not cls then unreadable[#unreadable + 1] = obj end
       a = cls and {CKA_CLASS = cls, CKA_ID = obj:get("CKA_ID"), CKA_LABEL = obj:get("CKA_LABEL"), CKA_TOKEN = true}
     end
-    -- The HSM's own identity and trust objects (hsm.trust) never travel: each HSM has its own.
-    if a and a.CKA_TOKEN ~= false and not trust.is_identity_object(a) then
+    -- The HSM's own identity and trust objects (hsm.trust) never travel: each HSM has its
+    -- own; nor do the leases of runs claiming the token (hsm.claim).
+    if a and a.CKA_TOKEN ~= false and not trust.is_identity_object(a) and not claim.is_lease(a) then
       items[#items + 1] = {obj = obj, a = a, ref = M.ref(a), damaged = damaged}
     end
   end

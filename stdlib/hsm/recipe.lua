@@ -73,11 +73,26 @@ function M.load(r)
   return rec
 end
 
+-- Parameter types that may carry a secret, whatever the operator typed: their values are
+-- never echoed in an error, and only their safe form reaches the journal.
+--   uri          an RFC 7512 URI; written down without its pin-value
+--   uris         URIs separated by commas ("all" where the recipe allows it)
+--   pin-source   file:PATH or prompt (anything else may be a PIN typed in the wrong place)
+--   sources      a comma-separated list of file:PATH or prompt (components, passphrases)
+local function uri_list(raw) return require("hsm").split_list(raw) end
+
+local function is_source(v) return v == "prompt" or v:match("^file:.+") ~= nil end
+
 local function coerce(p, name, raw)
   local t = p.type or "string"
   if t == "integer" then
     local n = math.tointeger(tonumber(raw))
     if not n then error(("parameter %s must be an integer, got '%s'"):format(name, raw), 0) end
+    if (p.min and n < p.min) or (p.max and n > p.max) then
+      error(("parameter %s must be %s, got %d"):format(name,
+        p.min and p.max and ("between %d and %d"):format(p.min, p.max)
+        or p.min and ("at least %d"):format(p.min) or ("at most %d"):format(p.max), n), 0)
+    end
     return n
   elseif t == "boolean" then
     if raw == "true" or raw == "yes" or raw == "1" then return true end
@@ -87,11 +102,56 @@ local function coerce(p, name, raw)
     for _, v in ipairs(p.values) do if v == raw then return raw end end
     error(("parameter %s must be one of %s"):format(name, table.concat(p.values, "|")), 0)
   elseif t == "uri" then
+    if raw == "" and p.default == "" then return raw end
     local ok, err = core.uri_parse(raw)
     if not ok then error(("parameter %s: %s"):format(name, err), 0) end
     return raw
+  elseif t == "uris" then
+    if raw == "" or (p.all and raw == "all") then return raw end
+    for i, u in ipairs(uri_list(raw)) do
+      if u:sub(1, 7) == "pkcs11:" then
+        local ok, err = core.uri_parse(u)
+        if not ok then error(("parameter %s, item %d: %s"):format(name, i, err), 0) end
+      end
+    end
+    return raw
+  elseif t == "pin-source" then
+    if raw ~= "" and not is_source(raw) then
+      error(("parameter %s must be file:PATH or prompt (what was given is not shown: it may "
+        .. "be the PIN itself)"):format(name), 0)
+    end
+    return raw
+  elseif t == "sources" then
+    local i = 0
+    for v in (raw .. ","):gmatch("([^,]*),") do
+      i = i + 1
+      if not is_source(v) then
+        error(("parameter %s, entry %d must be file:PATH or prompt (what was given is not "
+          .. "shown: it may be the secret itself)"):format(name, i), 0)
+      end
+    end
+    return raw
   end
   return raw
+end
+
+-- The known name closest to a mistyped one (edit distance), or nil.
+local function closest(name, known)
+  local best, bd = nil, math.huge
+  for _, k in ipairs(known) do
+    local prev = {}
+    for j = 0, #k do prev[j] = j end
+    for i = 1, #name do
+      local cur = {[0] = i}
+      for j = 1, #k do
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1,
+                          prev[j - 1] + (name:sub(i, i) == k:sub(j, j) and 0 or 1))
+      end
+      prev = cur
+    end
+    if prev[#k] < bd then best, bd = k, prev[#k] end
+  end
+  return bd <= math.max(2, #name // 3) and best or nil
 end
 
 --- Typed parameters from name=value strings: unknown or missing ones are errors.
@@ -103,7 +163,9 @@ function M.params(rec, assigns)
       local known = {}
       for k in pairs(rec.params or {}) do known[#known + 1] = k end
       table.sort(known)
-      error(("unknown parameter '%s' for %s (parameters: %s)"):format(name, rec.id,
+      local near = closest(name, known)
+      error(("unknown parameter '%s' for %s%s (parameters: %s)"):format(name, rec.id,
+        near and (" (did you mean '%s'?)"):format(near) or "",
         #known > 0 and table.concat(known, ", ") or "none"), 0)
     end
     out[name] = coerce(p, name, raw)
@@ -120,51 +182,67 @@ function M.params(rec, assigns)
   return out
 end
 
---- Parameters as they may be written down: every URI without its pin-value, also inside
---- string parameters that list several (hsms=URI,URI); a resume asks for the PIN again.
-local function shown_params(params)
+-- A URI as it may be written down: parsed, then formatted without its PIN.
+local function shown_uri(uri)
+  local u = core.uri_parse(uri)
+  return u and u.display or "pkcs11:(a URI that does not parse)"
+end
+
+--- Parameters as they may be written down (journal, JSON): by their declared type, every URI
+--- without its pin-value; a resume asks for the PIN again.
+function M.shown_params(rec, params)
   local out = {}
   for k, v in pairs(params) do
-    if type(v) == "string" and v:find("pkcs11:", 1, true) then
-      v = v:gsub("pkcs11:[^,]*", function(uri)
-        local u = core.uri_parse(uri)
-        return u and u.display or "pkcs11:(a URI that does not parse)"
-      end)
+    local t = (rec.params and rec.params[k] or {}).type
+    if type(v) == "string" and t == "uri" and v ~= "" then
+      v = shown_uri(v)
+    elseif type(v) == "string" and t == "uris" and v:find("pkcs11:", 1, true) then
+      local list = {}
+      for _, u in ipairs(uri_list(v)) do
+        list[#list + 1] = u:sub(1, 7) == "pkcs11:" and shown_uri(u) or u
+      end
+      v = table.concat(list, ",")
     end
     out[k] = v
   end
   return out
 end
 
---- A JSON-lines journal, each entry fsync'd before the step it announces runs. A resumed
---- run appends to the journal it resumes.
-local function open_journal(path, rec, params, resumed)
-  if not path then return function() end end
-  -- lazy: an entry that records what already happened (the next synced entry, or the
-  -- check a resume makes anyway, covers its loss); intents are always synced.
-  local function write(ev, lazy)
-    ev.time = os.time()
-    local ok, err = core.append_synced(path, json.encode(ev) .. "\n", not lazy)
-    if not ok then error(("cannot write journal %s: %s"):format(path, err), 0) end
-  end
-  write({event = resumed and "resume" or "start", recipe = rec.id, version = rec.version,
-         sha256 = rec.sha256, params = shown_params(params)})
-  return write
+-- ------------------------------------------------------------------ journals
+
+local function read_lines(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(("cannot read journal %s"):format(err), 0) end
+  local data = f:read("a")
+  f:close()
+  return data
 end
 
---- The events of a journal file, and its start event. Raises naming a bad line.
+-- Who is running a journal, from its last start or resume event.
+local function runner(events)
+  for i = #events, 1, -1 do
+    local ev = events[i]
+    if ev.event == "start" or ev.event == "resume" then
+      return require("hsm.claim").describe({pid = ev.pid, host = ev.host, recipe = ev.recipe, taken = ev.time})
+    end
+  end
+  return "another process"
+end
+
+--- The events of a journal file, and its start event. Raises naming a bad line. A last line
+--- cut short (by a kill or a full disk) is left out; M.repair sets it aside.
 function M.read_journal(path)
-  local f, err = io.open(path, "r")
-  if not f then error(("cannot read journal %s"):format(err), 0) end
-  local lines = {}
-  for line in f:lines() do lines[#lines + 1] = line end
-  f:close()
-  local events = {}
-  for n, line in ipairs(lines) do
+  local st = core.stat(path)
+  if st and st.kind == "dir" then error(("%s is a directory, not a journal file"):format(path), 0) end
+  local data = read_lines(path)
+  local events, n = {}, 0
+  for line, nl in data:gmatch("([^\n]*)(\n?)") do
+    if line == "" and nl == "" then break end
+    n = n + 1
     local ev, jerr = json.decode(line)
-    if type(ev) == "table" then
+    if type(ev) == "table" and nl == "\n" then
       events[#events + 1] = ev
-    elseif n < #lines then   -- only the last line may be cut short by a kill
+    elseif nl == "\n" then   -- only the last line may be cut short
       error(("journal %s line %d: %s"):format(path, n, jerr or "not an object"), 0)
     end
   end
@@ -175,30 +253,105 @@ function M.read_journal(path)
   return events, start
 end
 
---- Runs a recipe. opts: {params=, dry_run=, json=, yes=, journal=, previous=} (previous: the
---- events of the journal being resumed). Returns the exit status.
+-- A cut last line (no newline: a kill or a full disk in the middle of a write) is moved to
+-- PATH.cut and the journal truncated after its last whole line, so appending goes on cleanly.
+local function repair(path, say)
+  local data = read_lines(path)
+  if data == "" or data:sub(-1) == "\n" then return end
+  local keep = #data - #(data:match("[^\n]*$"))
+  local ok, err = core.append_synced(path .. ".cut", data:sub(keep + 1) .. "\n")
+  if ok then ok, err = core.truncate(path, keep) end
+  if not ok then error(("cannot repair journal %s: %s"):format(path, err), 0) end
+  say(("journal %s: its last line was cut short (kept in %s.cut); continuing after it"):format(path, path))
+end
+
+--- A JSON-lines journal, each entry fsync'd before the step it announces runs. One run per
+--- journal: a new run refuses a journal that holds another, and the file is locked while the
+--- run lives, so a resume beside the live run refuses. A resumed run appends to it. Returns
+--- the writer and the lock (closed when the run ends).
+local function open_journal(path, rec, params, resumed, say, on_write)
+  if not path then return function() end end
+  local st = core.stat(path)
+  if st and st.kind == "dir" then error(("--journal %s is a directory; give a file"):format(path), 0) end
+  local lk, _, busy = core.lock(path)
+  if not lk then
+    if busy then
+      local ok, events = pcall(M.read_journal, path)
+      error(("journal %s is in use by %s; not starting"):format(path, ok and runner(events) or "another process"), 0)
+    end
+    error(("cannot open journal %s"):format(tostring(_)), 0)
+  end
+  if resumed then
+    repair(path, say)
+  elseif (core.stat(path) or {}).size ~= 0 then
+    local ok, events, start = pcall(M.read_journal, path)
+    lk:close()
+    error(("journal %s already holds %s; give a new file for a new run (or resume that one)")
+      :format(path, ok and ("a run of %s (started %s)"):format(start.recipe,
+        os.date("!%Y-%m-%d %H:%M:%S UTC", start.time or 0)) or "something else"), 0)
+  end
+  -- lazy: an entry that records what already happened (the next synced entry, or the
+  -- check a resume makes anyway, covers its loss); intents are always synced.
+  local function write(ev, lazy)
+    ev.time = os.time()
+    local ok, err = core.append_synced(path, json.encode(ev) .. "\n", not lazy)
+    if not ok then error(("cannot write journal %s: %s"):format(path, err), 0) end
+    on_write()
+  end
+  local me = core.process()
+  write({event = resumed and "resume" or "start", recipe = rec.id, version = rec.version,
+         sha256 = rec.sha256, params = M.shown_params(rec, params), pid = me.pid,
+         host = os.getenv("HSMSH_HOST") or me.host})
+  return write, lk
+end
+
+-- An error as an operator reads it: one line, without the internal "stdlib/hsm/x.lua:12:"
+-- position a Lua runtime error carries (the journal keeps the full text).
+local function plain(err)
+  local text = tostring(err)
+  return (text:gsub("^[%w_/%.%-]+%.lua:%d+: ", ""):gsub("\n.*", ""))
+end
+M.plain = plain
+
+--- Runs a recipe. opts: {params=, dry_run=, json=, yes=, wait=, journal=, previous=}
+--- (previous: the events of the journal being resumed). Returns the exit status.
 --- Phases get ctx: params, dry_run, json, yes, previous, journal(ev), emit(ev), say(fmt, ...),
---- print(text), token(uri), must(v, err), progress(total), state (shared between phases)
---- and may set ctx.status (e.g. 1 when some keys failed without raising).
+--- print(text), token(uri, {write=true, ...}), must(v, err), progress(total), state (shared
+--- between phases) and may set ctx.status (e.g. 1 when some keys failed without raising).
+--- ctx.token(uri, {write = true}) claims the token for the run (hsm.claim): a second run
+--- that writes it refuses at once (or queues, with --wait) until this one ends.
 function M.run(rec, opts)
-  local journal = opts.dry_run and function() end or
-    open_journal(opts.journal, rec, opts.params, opts.previous ~= nil)
+  local claims, opened = {}, {}
+  local function renew() for _, c in ipairs(claims) do c:renew() end end
+  local say_line = function(line) if not opts.json then io.stderr:write(line, "\n") end end
+  local journal, journal_lock = function() end, nil
+  if not opts.dry_run then
+    journal, journal_lock = open_journal(opts.journal, rec, opts.params, opts.previous ~= nil,
+                                         say_line, renew)
+    journal = journal or function() end
+  end
   local out = opts.json and io.stdout or io.stderr
-  local opened = {}
   local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes,
                previous = opts.previous, journal = journal, state = {}}
   function ctx.progress(total, what)
-    return require("hsm.ui").progress(total, what, not opts.json and core.isatty(2))
+    local bar = require("hsm.ui").progress(total, what, not opts.json and core.isatty(2))
+    local tick = bar.tick
+    bar.tick = function(...) renew(); return tick(...) end
+    return bar
   end
   function ctx.must(v, err, ...) if not v then error(err, 0) end return v, err, ... end
   function ctx.token(uri, topts)
-    local s = require("hsm").token(uri, topts)
+    local s, info = require("hsm").token(uri, topts)
     opened[#opened + 1] = s
-    return s
+    if topts and topts.write and not opts.dry_run then
+      claims[#claims + 1] = require("hsm.claim").take(s, info, {wait = opts.wait, recipe = rec.id,
+        journal_path = opts.journal, journal = journal, say = say_line})
+    end
+    return s, info
   end
   --- An event: a JSON line with --json, else handed to the phase's own human output.
   function ctx.emit(ev) if opts.json then out:write(json.encode(ev), "\n") end end
-  function ctx.say(fmt, ...) if not opts.json then io.stderr:write(fmt:format(...), "\n") end end
+  function ctx.say(fmt, ...) say_line(fmt:format(...)) end
   function ctx.print(text) if not opts.json then io.stdout:write(text, "\n") end end
   local applied = {}
   local ok, err = pcall(function()
@@ -221,8 +374,9 @@ function M.run(rec, opts)
   end)
   local status = ok and (ctx.status or 0) or 0
   if not ok then
-    ctx.emit({event = "error", message = tostring(err)})
-    io.stderr:write(("hsmsh: %s\n"):format(tostring(err)))
+    ctx.emit({event = "error", message = plain(err)})
+    io.stderr:write(("hsmsh: %s\n"):format(plain(err)))
+    pcall(journal, {event = "error", message = tostring(err)})
     status = 1
     -- Roll back the phases that ran, newest first: 3 = rolled back cleanly, 4 = not; 1 when
     -- none of them had anything to roll back.
@@ -231,17 +385,19 @@ function M.run(rec, opts)
       if phase.rollback then
         if status ~= 4 then status = 3 end
         local rok, rerr = pcall(phase.rollback, ctx)
-        journal({event = "rollback", phase = phase.name, ok = rok})
+        pcall(journal, {event = "rollback", phase = phase.name, ok = rok})
         if not rok then
           status = 4
           io.stderr:write(("hsmsh: rollback of phase %s failed: %s\n"):format(
-            tostring(phase.name), tostring(rerr)))
+            tostring(phase.name), plain(rerr)))
         end
       end
     end
   end
+  for _, c in ipairs(claims) do pcall(c.release, c) end
   for _, s in ipairs(opened) do s:close() end
-  journal({event = "end", status = status})
+  pcall(journal, {event = "end", status = status})
+  if journal_lock then journal_lock:close() end
   return status
 end
 

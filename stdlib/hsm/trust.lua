@@ -443,7 +443,7 @@ function M.certify(ctx, ca, uris, dir, with_ca)
   if with_ca then one_token(ca) end
   ctx.state.targets = ctx.state.targets or {}
   for _, uri in ipairs(uris) do
-    local s = ctx.token(uri)
+    local s = ctx.token(uri, {write = true})
     ctx.state.targets[#ctx.state.targets + 1] = s
     if M.token_facts(s) ~= M.token_facts(ca) then one_token(s) end
   end
@@ -469,8 +469,7 @@ function M.uri_list(text, what, like)
     end
     return out
   end
-  for item in (text or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
+  for _, item in ipairs(require("hsm").split_list(text or "")) do
     local u, err = core.uri_parse(item)
     if not u then error(("%s: %s"):format(what, err), 0) end
     out[#out + 1] = item

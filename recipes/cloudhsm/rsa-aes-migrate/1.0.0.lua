@@ -27,7 +27,7 @@ local function need(ctx, name)
   if not ctx.params[name] then
     error(("side=%s needs %s=URI"):format(ctx.params.side, name), 0)
   end
-  ctx.state[name] = ctx.state[name] or ctx.token(ctx.params[name])
+  ctx.state[name] = ctx.state[name] or ctx.token(ctx.params[name], {write = name == "to"})
   return ctx.state[name]
 end
 
@@ -68,7 +68,7 @@ return {
     filter = {type = "string", default = "", doc = "which source objects: label=GLOB,id=HEX,class=,type="},
     wrapping_label = {type = "string", default = "rsa-wrapping-key", doc = "label of the public key (step 1)"},
     unwrapping_label = {type = "string", default = "rsa-unwrapping-key", doc = "label of the private key"},
-    bits = {type = "integer", default = 2048, doc = "RSA modulus size of the wrapping pair"},
+    bits = {type = "integer", min = 2048, max = 8192, default = 2048, doc = "RSA modulus size of the wrapping pair"},
     keep_wrapping_key = {type = "boolean", default = false,
                          doc = "keep the destination's wrapping pair after step 8"},
   },

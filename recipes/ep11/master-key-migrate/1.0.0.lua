@@ -31,7 +31,7 @@ return {
       name = "preflight",
       plan = function(ctx)
         local p, st = ctx.params, ctx.state
-        st.s = ctx.token(p.token)
+        st.s = ctx.token(p.token, {write = p.action ~= "status"})
         local store = blobstore.state(p.store)
         local n = #blobstore.names(p.store)
         ctx.say("store %s: %d blobs under %s (KCV %s), state %s%s", p.store, n, store.mk.label,

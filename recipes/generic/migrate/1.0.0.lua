@@ -9,8 +9,7 @@ local function setup(ctx)
   local st = ctx.state
   if st.plan then return st end
   local p = ctx.params
-  if p.workers < 1 or p.workers > 32 then error("workers must be between 1 and 32", 0) end
-  st.src, st.dst = ctx.token(p.from), ctx.token(p.to)
+  st.src, st.dst = ctx.token(p.from), ctx.token(p.to, {write = true})
   st.filter = migrate.filter(p.filter)
   if ctx.previous and not ctx.dry_run then
     -- Resuming: remove what a killed run's half-made session objects left behind.
@@ -53,11 +52,11 @@ return {
                  doc = "how keys travel; auto = aes-kwp with kek=, else rsa-aes"},
     kek = {type = "string", required = false,
            doc = "label of an AES key-encryption key present on both tokens (transport=aes-kwp)"},
-    capacity = {type = "integer", required = false, doc = "the destination's key limit"},
+    capacity = {type = "integer", min = 0, required = false, doc = "the destination's key limit"},
     fips = {type = "boolean", default = false, doc = "the destination is in FIPS mode (no 3DES)"},
     keep_transport = {type = "boolean", default = false,
                       doc = "keep the run's RSA transport pair on the destination (token objects)"},
-    workers = {type = "integer", default = 1,
+    workers = {type = "integer", min = 1, max = 32, default = 1,
                doc = "destination sessions unwrapping in parallel threads (keys are still verified one by one)"},
   },
   phases = {

@@ -136,7 +136,7 @@ local function setup(ctx)
 
   -- The old key: exactly one secret AES key with that label, not counting the new key of an
   -- earlier run of this rotation on the same token under the same label.
-  st.src, st.dst = ctx.token(p.from), ctx.token(p.to)
+  st.src, st.dst = ctx.token(p.from), ctx.token(p.to, {write = true})
   local cands, others = aes_keys(st.src, p.key)
   local old, excluded = {}, nil
   for _, c in ipairs(cands) do

@@ -21,7 +21,7 @@ return {
       name = "backup-smk",
       plan = function(ctx)
         local st = ctx.state
-        st.s, st.b = ctx.token(ctx.params.token), ctx.token(ctx.params.backup)
+        st.s, st.b = ctx.token(ctx.params.token), ctx.token(ctx.params.backup, {write = true})
         st.smk = sks.smk(st.s, ctx.params.smk, false)
         if not st.smk then error(("the token has no SMK labelled %s"):format(ctx.params.smk), 0) end
         ctx.say("You are backing up an SKS token. Only the SKS master key (SMK) will be backed up.")

@@ -23,7 +23,7 @@ return {
       name = "restore-smk",
       plan = function(ctx)
         local st = ctx.state
-        st.s, st.b = ctx.token(ctx.params.token), ctx.token(ctx.params.backup)
+        st.s, st.b = ctx.token(ctx.params.token, {write = true}), ctx.token(ctx.params.backup)
         local _, others = sks.container(st.b, ctx.params.container)
         ctx.say("You are restoring an SKS token. Only the SKS master key (SMK) will be restored.")
         if sks.smk(st.s, ctx.params.smk, false) then ctx.say("CAUTION: the existing SMK will be overwritten.") end

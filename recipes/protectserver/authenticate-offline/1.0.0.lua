@@ -28,7 +28,7 @@ local function targets(ctx)
   local st = ctx.state
   if not st.targets then
     st.targets = {}
-    for _, uri in ipairs(trust.uri_list(need(ctx, "hsms"), "hsms")) do st.targets[#st.targets + 1] = ctx.token(uri) end
+    for _, uri in ipairs(trust.uri_list(need(ctx, "hsms"), "hsms")) do st.targets[#st.targets + 1] = ctx.token(uri, {write = true}) end
   end
   return st.targets
 end
@@ -42,7 +42,7 @@ return {
   params = {
     side = {type = "enum", values = {"all", "request", "sign", "store"}, default = "all", doc = "which step runs here"},
     ca = {type = "string", default = "", doc = "side=sign|all: the CA token (URI)"},
-    hsms = {type = "string", default = "", doc = "side=request|store|all: the tokens to certify (URIs, comma-separated)"},
+    hsms = {type = "uris", default = "", doc = "side=request|store|all: the tokens to certify (URIs, comma-separated)"},
     certs = {type = "string", default = "", doc = "the directory carried between the clients (default: HSMSH_CERT_STORE or the XDG data dir)"},
   },
   phases = {

@@ -15,7 +15,7 @@ return {
   requires = {shell = "0.1", mechanisms = {"CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"}},
   params = {
     ca = {type = "uri", doc = "the CA token (holds the POK and POC: protectserver/establish-ca)"},
-    hsms = {type = "string", doc = "the tokens to certify: URIs, comma-separated, or all (with the CA's PIN source)"},
+    hsms = {type = "uris", all = true, doc = "the tokens to certify: URIs, comma-separated, or all (with the CA's PIN source)"},
     certs = {type = "string", default = "", doc = "the client certificate store (default: HSMSH_CERT_STORE or the XDG data dir)"},
   },
   phases = {
@@ -25,7 +25,7 @@ return {
         local p, st = ctx.params, ctx.state
         st.certs = p.certs ~= "" and p.certs or trust.cert_store()
         st.hsms = trust.uri_list(p.hsms, "hsms", p.ca)
-        st.ca = ctx.token(p.ca)
+        st.ca = ctx.token(p.ca, {write = true})
         local id = trust.identity(st.ca)
         if not (id.pok and id.poc) then
           error(("token %s has no owner key and POC: run protectserver/establish-ca first"):format(id.label), 0)

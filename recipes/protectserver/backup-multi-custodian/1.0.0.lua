@@ -4,7 +4,7 @@
 -- optionally passphrase-protected); restore needs every one (shares=PATH,PATH,...).
 local custody = require("hsm.custody")
 
-local params = {m = {type = "integer", required = false, doc = "backup: number of custodians (at least 2)"}}
+local params = {m = {type = "integer", min = 2, max = 255, required = false, doc = "backup: number of custodians (at least 2)"}}
 for k, v in pairs(custody.SHARE_PARAMS) do params[k] = v end
 
 return custody.recipe{

@@ -6,8 +6,8 @@
 local custody = require("hsm.custody")
 
 local params = {
-  n = {type = "integer", required = false, doc = "backup: shares needed to restore (2 <= n < m)"},
-  m = {type = "integer", required = false, doc = "backup: shares made (m >= 3)"},
+  n = {type = "integer", min = 2, max = 254, required = false, doc = "backup: shares needed to restore (2 <= n < m)"},
+  m = {type = "integer", min = 3, max = 255, required = false, doc = "backup: shares made (m >= 3)"},
 }
 for k, v in pairs(custody.SHARE_PARAMS) do params[k] = v end
 

@@ -17,7 +17,7 @@ return {
   requires = {shell = "0.1", mechanisms = {"CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"}},
   params = {
     ca = {type = "uri", doc = "the token that becomes the CA"},
-    hsms = {type = "string", default = "", doc = "other tokens to certify now: URIs, comma-separated, or all (with the CA's PIN source)"},
+    hsms = {type = "uris", all = true, default = "", doc = "other tokens to certify now: URIs, comma-separated, or all (with the CA's PIN source)"},
     certs = {type = "string", default = "", doc = "the client certificate store (default: HSMSH_CERT_STORE or the XDG data dir)"},
   },
   phases = {
@@ -27,7 +27,7 @@ return {
         local p = ctx.params
         ctx.state.certs = p.certs ~= "" and p.certs or trust.cert_store()
         ctx.state.hsms = p.hsms ~= "" and trust.uri_list(p.hsms, "hsms", p.ca) or {}
-        ctx.state.ca = ctx.token(p.ca)
+        ctx.state.ca = ctx.token(p.ca, {write = true})
       end,
       apply = function(ctx)
         local st = ctx.state

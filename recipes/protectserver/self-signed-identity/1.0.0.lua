@@ -13,7 +13,7 @@ return {
   tags = {"trust", "identity", "vendor:thales-protectserver"},
   requires = {shell = "0.1", mechanisms = {"CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"}},
   params = {
-    token = {type = "string", doc = "the token(s): URIs, comma-separated"},
+    token = {type = "uris", doc = "the token(s): URIs, comma-separated"},
     certs = {type = "string", default = "", doc = "where HSM_<serial>.crt goes (default: HSMSH_CERT_STORE or the XDG data dir)"},
   },
   phases = {
@@ -23,7 +23,7 @@ return {
         local p, st = ctx.params, ctx.state
         st.certs = p.certs ~= "" and p.certs or trust.cert_store()
         st.sessions = {}
-        for _, uri in ipairs(trust.uri_list(p.token, "token")) do st.sessions[#st.sessions + 1] = ctx.token(uri) end
+        for _, uri in ipairs(trust.uri_list(p.token, "token")) do st.sessions[#st.sessions + 1] = ctx.token(uri, {write = true}) end
       end,
       apply = function(ctx)
         local st = ctx.state

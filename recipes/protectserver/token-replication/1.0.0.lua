@@ -43,9 +43,9 @@ return {
   requires = {shell = "0.1", mechanisms = {"CKM_ECDH1_DERIVE", "CKM_ECDSA", "CKM_AES_KEY_WRAP_PAD"}},
   params = {
     side = {type = "enum", values = {"both", "source", "destination"}, default = "both", doc = "which half runs here"},
-    from = {type = "string", default = "", doc = "the source token (URI with the user PIN)"},
-    to = {type = "string", default = "", doc = "the destination token (URI; its PIN must be the source's)"},
-    so_pin = {type = "string", default = "", doc = "the source's SO PIN (file:PATH or prompt): the PIN rule, trust, CKA_WRAP_WITH_TRUSTED keys"},
+    from = {type = "uri", default = "", doc = "the source token (URI with the user PIN)"},
+    to = {type = "uri", default = "", doc = "the destination token (URI; its PIN must be the source's)"},
+    so_pin = {type = "pin-source", default = "", doc = "the source's SO PIN (file:PATH or prompt): the PIN rule, trust, CKA_WRAP_WITH_TRUSTED keys"},
     image = {type = "string", default = "token.img", doc = "the image file"},
     ["dest-cert"] = {type = "string", default = "", doc = "side=source: the destination's PIC (HSM_<serial>.crt)"},
     filter = {type = "string", default = "", doc = "which source objects: label=GLOB,id=HEX,class=,type="},
@@ -129,7 +129,7 @@ return {
           user:close()
           if so then so:close() end
         end
-        local dst = ctx.token(p.to)
+        local dst = ctx.token(p.to, {write = true})
         st.dst = dst
         local img = replicate.open(dst, p.image)          -- every check before the first write
         st.img = img

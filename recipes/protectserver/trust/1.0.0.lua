@@ -14,8 +14,7 @@ local trust = require("hsm.trust")
 local ui = require("hsm.ui")
 
 local function items(text, what)
-  local out = {}
-  for item in (text or ""):gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
+  local out = require("hsm").split_list(text or "")
   if #out == 0 then error(what .. ": nothing given", 0) end
   return out
 end
@@ -53,9 +52,9 @@ return {
   requires = {shell = "0.1"},
   params = {
     action = {type = "enum", values = {"trust", "remove", "export", "list"}, default = "trust", doc = "what to do"},
-    trusted = {type = "string", default = "", doc = "the HSMs trusted: URIs or PIC files (remove: also serials or all)"},
-    trusting = {type = "string", default = "", doc = "the tokens that trust them: URIs, comma-separated, or all"},
-    so_pin = {type = "string", default = "", doc = "the trusting tokens' SO PIN: file:PATH or prompt (default: the URI's PIN)"},
+    trusted = {type = "uris", all = true, default = "", doc = "the HSMs trusted: URIs or PIC files (remove: also serials or all)"},
+    trusting = {type = "uris", all = true, default = "", doc = "the tokens that trust them: URIs, comma-separated, or all"},
+    so_pin = {type = "pin-source", default = "", doc = "the trusting tokens' SO PIN: file:PATH or prompt (default: the URI's PIN)"},
     certs = {type = "string", default = "", doc = "action=export: where HSM_<serial>.crt goes"},
   },
   phases = {
@@ -89,7 +88,7 @@ return {
         local so = p.so_pin ~= "" and p.so_pin or nil
         local rows = {}
         for _, uri in ipairs(st.trusting) do
-          local s <close> = ctx.token(uri, {so = true, so_pin = so})
+          local s <close> = ctx.token(uri, {so = true, so_pin = so, write = true})
           local me = trust.token_facts(s)
           if p.action == "trust" and p.trusting == "all" and trust.states(trust.identity(s)) == "none" then
             ctx.say("HSM %s has no identity: it trusts nobody (see protectserver/self-signed-identity)", me)

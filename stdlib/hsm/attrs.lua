@@ -2,6 +2,7 @@
 --- template that recreates the object on another (through each module's quirks), and
 --- compared afterwards. Key material is never captured (hsm.Object:attrs never reads it).
 local core = require("hsm.core")
+local profiles = require("hsm.profiles")
 
 local M = {}
 
@@ -18,30 +19,13 @@ local FROM_BLOB = {   -- a private key's public parts come out of the wrapped PK
   CKA_EC_PARAMS = true, CKA_VALUE_LEN = true,
 }
 
---- What each module needs, matched on the module's manufacturer. Found by the lab: SoftHSM2
---- 2.6 refuses CKA_VALUE_LEN in an unwrap template (CKR_ATTRIBUTE_READ_ONLY) and then does
---- not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0; nor does
---- it record CKA_CHECK_VALUE for a key unwrapped with CKA_MODIFIABLE=false (the KCV and an
---- operation still prove the key). unrecorded: attributes that read 0 or empty on the
---- destination for that reason; reports list them as the module's, not as a mismatch.
---- unwrap_via_session: a key is unwrapped into a session object and copied to the token
---- (hsm.migrate), because SoftHSM2 writes a new token object's file again for each default
---- attribute it sets (~35 rewrites per C_UnwrapKey) and C_CopyObject writes it once: 0.37
---- instead of 1.28 ms per AES key (bench/archive.sh, tmpfs).
-M.QUIRKS = {
-  {manufacturer = "SoftHSM", unwrap_drop = {CKA_VALUE_LEN = true},
-   unrecorded = {CKA_VALUE_LEN = true, CKA_CHECK_VALUE = true}, unwrap_via_session = true},
-  -- Modules that cannot tell a private EC key's curve from the blob want CKA_EC_PARAMS.
-  default = {unwrap_keep = {CKA_VALUE_LEN = true}},
-}
+--- What each module needs (unwrap_drop, unwrap_keep, unrecorded, unwrap_via_session ...) is
+--- its profile in hsm.profiles, chosen by the token so that it holds behind p11-kit-proxy.
+M.QUIRKS = {default = profiles.DEFAULT}
 
---- The quirks of the module behind a session.
+--- The quirks (the profile) of the token behind a session.
 function M.quirks(s)
-  local info = s:module():info() or {}
-  for _, q in ipairs(M.QUIRKS) do
-    if (info.manufacturer or ""):find(q.manufacturer, 1, true) then return q end
-  end
-  return M.QUIRKS.default
+  return profiles.of(s)
 end
 
 local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil) end

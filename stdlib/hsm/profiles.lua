@@ -37,6 +37,8 @@ M.PROFILES = {
             {library = {manufacturer = "Mozilla Foundation"}}},
    unwrap_keep = KEEP_VALUE_LEN,
    unsupported = {CKA_COPYABLE = "CKR_GENERAL_ERROR", CKA_DESTROYABLE = "CKR_GENERAL_ERROR"},
+   -- NSS 3.87 keeps no CKA_CHECK_VALUE for secret keys (reads as absent).
+   unrecorded = {CKA_CHECK_VALUE = true},
    no_token_data = "CKR_ATTRIBUTE_VALUE_INVALID"},
   {name = "opencryptoki",
    match = {{token = {manufacturer = "IBM Corp.", model = "IBM SoftTok"}},

@@ -85,6 +85,17 @@ if wk and me.CKM_AES_KEY_WRAP and me.CKM_AES_KEY_WRAP.CKF_UNWRAP then
     ("unwrapped AES key reads CKA_VALUE_LEN %s (profile: %s)"):format(tostring(a.CKA_VALUE_LEN),
       unrec and "unrecorded" or "recorded"))
   u2:destroy()
+  -- unrecorded CKA_CHECK_VALUE: a key unwrapped with CKA_MODIFIABLE=false reads no KCV.
+  local frozen = {}
+  for kk, v in pairs(base) do frozen[kk] = v end
+  frozen.CKA_MODIFIABLE = false
+  local u3 = assert(s:unwrap("CKM_AES_KEY_WRAP", wk, blob, frozen))
+  local kcv = (assert(u3:attrs())).CKA_CHECK_VALUE
+  local unkcv = (p.unrecorded or {}).CKA_CHECK_VALUE
+  check((unkcv and (kcv == nil or kcv == "")) or (not unkcv and kcv ~= nil and kcv ~= ""),
+    ("AES key unwrapped with CKA_MODIFIABLE=false reads CKA_CHECK_VALUE %s (profile: %s)")
+      :format(kcv and ("%q"):format(require("hsm").hex(kcv)) or "nil", unkcv and "unrecorded" or "recorded"))
+  u3:destroy()
   key:destroy()
 else
   check(not (p.unwrap_drop or p.unrecorded), "no AES key wrap here, and the profile claims no unwrap facts")

@@ -30,6 +30,16 @@ end
 
 local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil) end
 
+--- PKCS#11 defaults of attributes some modules do not have (2.40/3.0 §4.4, §4.7, §4.9): an
+--- attribute a module lacks reads as absent, which compares as its default.
+M.DEFAULTS = {CKA_COPYABLE = true, CKA_DESTROYABLE = true, CKA_MODIFIABLE = true,
+              CKA_WRAP_WITH_TRUSTED = false, CKA_TRUSTED = false, CKA_ALWAYS_AUTHENTICATE = false}
+
+local function as_default(v)
+  if type(v) == "boolean" then return tostring(v) end
+  return M.show(v)
+end
+
 --- Every readable attribute of an object: {CKA_X = value}.
 function M.capture(obj)
   local a, err = obj:attrs()
@@ -41,10 +51,22 @@ end
 --- from the blob) or "create" (C_CreateObject, everything given). Empty values are left
 --- out: they are the defaults, and some modules refuse them (SoftHSM2: an empty
 --- CKA_ALLOWED_MECHANISMS is CKR_ATTRIBUTE_VALUE_INVALID).
+--- An attribute the destination's profile lists as unsupported is left out when it holds
+--- its PKCS#11 default, and raises, naming it, when it does not: the destination could not
+--- record the value, and it is never dropped silently.
 function M.template(captured, how, quirks)
   quirks = quirks or M.QUIRKS.default
   local t = {}
+  local unsupported = quirks.unsupported or {}
   for name, v in pairs(captured) do
+    if unsupported[name] and v ~= M.DEFAULTS[name] then
+      error(("the destination (%s) cannot record %s=%s: it does not support %s (%s), and a "
+        .. "value other than the default (%s) would be lost"):format(quirks.name or "?", name,
+        as_default(v), name, unsupported[name], as_default(M.DEFAULTS[name])), 0)
+    end
+  end
+  for name, v in pairs(captured) do
+    if unsupported[name] then goto continue end
     local keep = not M.FORCED[name] and not DERIVED[name] and not empty(v)
     if how == "unwrap" and FROM_BLOB[name] then
       keep = keep and (quirks.unwrap_keep or {})[name] and captured.CKA_CLASS == "CKO_SECRET_KEY"
@@ -54,6 +76,7 @@ function M.template(captured, how, quirks)
     if how == "create" and name == "CKA_MODULUS_BITS" and captured.CKA_MODULUS then keep = false end
     if name == "CKA_TRUSTED" and v ~= true then keep = false end
     if keep then t[name] = v end
+    ::continue::
   end
   return t
 end
@@ -67,13 +90,16 @@ end
 M.same = same
 
 --- Differences between two captures: a sorted list of {name=, from=, to=, forced=}, where an
---- empty value and a missing one count as equal.
+--- empty value and a missing one count as equal, and a missing attribute with a PKCS#11
+--- default (M.DEFAULTS) counts as that default.
 function M.diff(a, b)
   local out, names = {}, {}
   for n in pairs(a) do names[n] = true end
   for n in pairs(b) do names[n] = true end
   for n in pairs(names) do
     local x, y = a[n], b[n]
+    if x == nil then x = M.DEFAULTS[n] end
+    if y == nil then y = M.DEFAULTS[n] end
     if not same(x, y) and not (empty(x or "") and empty(y or "")) then
       out[#out + 1] = {name = n, from = x, to = y, forced = M.FORCED[n] or false}
     end

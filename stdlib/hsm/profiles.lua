@@ -36,7 +36,7 @@ M.PROFILES = {
    match = {{token = {manufacturer = "Mozilla Foundation", model = "NSS 3"}},
             {library = {manufacturer = "Mozilla Foundation"}}},
    unwrap_keep = KEEP_VALUE_LEN,
-   -- On token objects; session objects accept both (measured by tests/modules/attrs_check.lua).
+   -- On token objects (a session-object unwrap with both was accepted when measured by hand).
    unsupported = {CKA_COPYABLE = "CKR_GENERAL_ERROR", CKA_DESTROYABLE = "CKR_GENERAL_ERROR"},
    -- NSS 3.87 keeps no CKA_CHECK_VALUE for secret keys (reads as absent).
    unrecorded = {CKA_CHECK_VALUE = true},

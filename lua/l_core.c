@@ -66,6 +66,7 @@ static int l_uri_parse(lua_State *L)
     set_str(L, "module_path", u.module_path);
     set_str(L, "module_name", u.module_name);
     set_str(L, "pin_source", u.pin_source);
+    set_str(L, "init_reserved", u.init_reserved);
     if (u.has_id) {
         lua_pushlstring(L, (const char *)u.id, u.id_len);
         lua_setfield(L, -2, "id");
@@ -86,15 +87,17 @@ static int l_uri_parse(lua_State *L)
     return 1;
 }
 
-/* core.load(path_or_name | nil) -> hsm.Module | nil, message  (nil: the default SoftHSM2) */
+/* core.load(path_or_name | nil, [init_reserved]) -> hsm.Module | nil, message
+ * (nil: the default SoftHSM2; init_reserved: C_Initialize's pReserved) */
 static int l_load(lua_State *L)
 {
     hsm_err err;
     const char *path = luaL_optstring(L, 1, NULL);
+    const char *init = luaL_optstring(L, 2, NULL);
     lhsm_module *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
     luaL_setmetatable(L, LHSM_MODULE);
-    lm->m = hsm_module_load(path, &err);
+    lm->m = hsm_module_load_init(path, init, &err);
     if (!lm->m)
         return lhsm_fail(L, &err);
     return 1;

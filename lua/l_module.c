@@ -89,6 +89,41 @@ static int l_module_token_info(lua_State *L)
     return 1;
 }
 
+/* module:slot_info(slot) -> {description=, manufacturer=, flags={CKF_...=true}} | nil, err
+ * (behind p11-kit-proxy these are still the real module's, unlike module:info()) */
+static int l_module_slot_info(lua_State *L)
+{
+    CK_SLOT_INFO si;
+    hsm_err err;
+    if (hsm_slot_info(lhsm_checkmodule(L, 1)->m, check_slot(L, 2), &si, &err) != 0)
+        return lhsm_fail(L, &err);
+    lua_newtable(L);
+    FIELD(L, si.slotDescription, "description");
+    FIELD(L, si.manufacturerID, "manufacturer");
+    lua_newtable(L);
+    if (si.flags & CKF_TOKEN_PRESENT) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "CKF_TOKEN_PRESENT");
+    }
+    if (si.flags & CKF_HW_SLOT) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "CKF_HW_SLOT");
+    }
+    lua_setfield(L, -2, "flags");
+    return 1;
+}
+
+/* module:init_reserved() -> the string C_Initialize got as pReserved, or nil */
+static int l_module_init_reserved(lua_State *L)
+{
+    const char *r = hsm_module_init_reserved(lhsm_checkmodule(L, 1)->m);
+    if (r)
+        lua_pushstring(L, r);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 /* module:mechanisms(slot) -> {{name=, min=, max=, flags={CKF_...=true}}, ...} | nil, err */
 static int l_module_mechanisms(lua_State *L)
 {
@@ -173,7 +208,8 @@ void lhsm_open_module(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"path", l_module_path}, {"info", l_module_info}, {"slots", l_module_slots},
-        {"token_info", l_module_token_info}, {"mechanisms", l_module_mechanisms},
+        {"token_info", l_module_token_info}, {"slot_info", l_module_slot_info},
+        {"init_reserved", l_module_init_reserved}, {"mechanisms", l_module_mechanisms},
         {"init_token", l_module_init_token}, {"open", l_module_open}, {"close", l_module_close},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_module_close}, {"__close", l_module_close},

@@ -79,6 +79,7 @@ typedef struct hsm_uri {
     CK_SLOT_ID slot_id; int has_slot_id;
     /* query attributes */
     char *module_path, *module_name, *pin_source;
+    char *init_reserved;          /* x-init-reserved: C_Initialize's pReserved (NSS softokn) */
     unsigned char *pin_value; size_t pin_value_len; /* zeroized by hsm_uri_free */
 } hsm_uri;
 
@@ -89,6 +90,18 @@ void hsm_uri_free(hsm_uri *u);
 /* Formats u as a URI (malloc'd). pin-value is written only if with_pin. */
 char *hsm_uri_format(const hsm_uri *u, int with_pin);
 
+/* ------------------------------------------------------------ p11-kit registrations (p11kit.c) */
+typedef struct hsm_registration {
+    char file[4096];            /* the NAME.module file read */
+    char path[4096];            /* its "module:", absolute */
+    char init_reserved[1024];   /* its "x-init-reserved:" */
+    int has_init_reserved;
+} hsm_registration;
+
+/* Finds NAME.module in dirs (NULL: p11-kit's own directories, in p11-kit's order). */
+int hsm_p11kit_lookup(const char *name, const char *const *dirs, hsm_registration *out,
+                      hsm_err *err);
+
 /* ------------------------------------------------------------ modules (module.c) */
 typedef struct hsm_module hsm_module;
 
@@ -96,6 +109,13 @@ typedef struct hsm_module hsm_module;
  * The same library is loaded and C_Initialize'd once per process (reference counted);
  * "already initialized" is tolerated. */
 hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err);
+/* The same, with C_Initialize's pReserved: init_reserved (when not NULL) else the p11-kit
+ * registration's x-init-reserved for a name, else none. A library already loaded with
+ * other arguments is an error (one C_Initialize per process); NULL accepts what it has. */
+hsm_module *hsm_module_load_init(const char *path_or_name, const char *init_reserved,
+                                 hsm_err *err);
+/* The pReserved string the module was initialised with, or NULL. */
+const char *hsm_module_init_reserved(const hsm_module *m);
 hsm_module *hsm_module_ref(hsm_module *m);
 /* Drops a reference; the last one calls C_Finalize (unless someone else initialized it) and dlclose. */
 void hsm_module_unref(hsm_module *m);

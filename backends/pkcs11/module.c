@@ -16,6 +16,7 @@ struct hsm_module {
     CK_FUNCTION_LIST *fl;
     int refs;
     int initialized_here;   /* we called C_Initialize, so we call C_Finalize */
+    char *init_reserved;    /* C_Initialize's pReserved, or NULL */
     hsm_module *next;
 };
 
@@ -27,40 +28,33 @@ static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;
 typedef struct { CK_UTF8CHAR *name; void *functions; CK_FLAGS flags; } interface_30;
 typedef CK_RV (*get_interface_fn)(CK_UTF8CHAR *, CK_VERSION *, interface_30 **, CK_FLAGS);
 
-/* Finds NAME.module in p11-kit's configuration and returns its "module:" path. */
-static int resolve_registered(const char *name, char *out, size_t outlen, hsm_err *err)
+/* Why C_Initialize failed and what to try, in one sentence after the module's name. */
+static int init_failed(hsm_module *m, CK_RV rv, hsm_err *err)
 {
-    static const char *const dirs[] = {"/etc/pkcs11/modules", "/usr/share/p11-kit/modules", NULL};
-    for (int i = 0; dirs[i]; i++) {
-        char conf[PATH_MAX];
-        snprintf(conf, sizeof conf, "%s/%s.module", dirs[i], name);
-        FILE *f = fopen(conf, "r");
-        if (!f)
-            continue;
-        char line[PATH_MAX + 32];
-        int found = 0;
-        while (!found && fgets(line, sizeof line, f)) {
-            char *p = line;
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (strncmp(p, "module:", 7) != 0)
-                continue;
-            p += 7;
-            while (*p == ' ' || *p == '\t')
-                p++;
-            p[strcspn(p, "\r\n")] = '\0';
-            if (p[0] == '/')
-                snprintf(out, outlen, "%s", p);
-            else
-                snprintf(out, outlen, "%s/pkcs11/%s", "/usr/lib/x86_64-linux-gnu", p);
-            found = 1;
-        }
-        fclose(f);
-        if (found)
-            return 0;
-    }
-    return hsm_err_set(err, "no PKCS#11 module is registered with p11-kit as \"%s\" "
-                       "(give a module-path, or see /usr/share/p11-kit/modules)", name);
+    char hex[32];
+    const char *name = hsm_name_or_hex(HSM_NS_CKR, rv, hex, sizeof hex);
+    const char *args = m->init_reserved;
+    if (rv == CKR_ARGUMENTS_BAD && !args)
+        hsm_err_set(err, "cannot initialise PKCS#11 module %s: C_Initialize: %s. It may need "
+                    "initialisation arguments (C_Initialize pReserved, e.g. NSS softokn's "
+                    "configdir='sql:DIR' ...): give them as x-init-reserved= in the URI's query "
+                    "(percent-encoded), or register the module with p11-kit (a .module file "
+                    "with module: and x-init-reserved:) and name it with module-name=",
+                    m->path, name);
+    else if (args)
+        hsm_err_set(err, "cannot initialise PKCS#11 module %s: C_Initialize: %s with the "
+                    "initialisation arguments \"%.160s%s\"%s: check them against the module's "
+                    "documentation (and that the directories they name exist)", m->path, name,
+                    args, strlen(args) > 160 ? "..." : "",
+                    (rv & CKR_VENDOR_DEFINED) ? " (a vendor-defined code)" : "");
+    else
+        hsm_err_set(err, "cannot initialise PKCS#11 module %s: C_Initialize: %s. Check the "
+                    "module's own configuration (its configuration file and environment "
+                    "variables) and that any daemon or device it needs is running", m->path,
+                    name);
+    err->rv = rv;
+    snprintf(err->fn, sizeof err->fn, "C_Initialize");
+    return -1;
 }
 
 static int initialize(hsm_module *m, hsm_err *err)
@@ -68,11 +62,12 @@ static int initialize(hsm_module *m, hsm_err *err)
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof args);
     args.flags = CKF_OS_LOCKING_OK;
+    args.pReserved = m->init_reserved;
     CK_RV rv = m->fl->C_Initialize(&args);
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
         return 0;
     if (rv != CKR_OK)
-        return hsm_err_rv(err, "C_Initialize", rv);
+        return init_failed(m, rv, err);
     m->initialized_here = 1;
     return 0;
 }
@@ -99,9 +94,21 @@ static int bind_functions(hsm_module *m, hsm_err *err)
     return 0;
 }
 
+static int same_args(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
 {
+    return hsm_module_load_init(path_or_name, NULL, err);
+}
+
+hsm_module *hsm_module_load_init(const char *path_or_name, const char *init_reserved,
+                                 hsm_err *err)
+{
     char want[PATH_MAX];
+    hsm_registration reg;
     hsm_err_clear(err);
     if (!path_or_name || !*path_or_name) {
         const char *def = hsm_softhsm2_library();
@@ -113,8 +120,14 @@ hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
         if (!realpath(def, want))
             snprintf(want, sizeof want, "%s", def);
     } else if (!strchr(path_or_name, '/')) {
-        if (resolve_registered(path_or_name, want, sizeof want, err) != 0)
+        if (hsm_p11kit_lookup(path_or_name, NULL, &reg, err) != 0)
             return NULL;
+        if (!realpath(reg.path, want)) {
+            hsm_err_set(err, "%s names module %s, which does not exist", reg.file, reg.path);
+            return NULL;
+        }
+        if (!init_reserved && reg.has_init_reserved)
+            init_reserved = reg.init_reserved;
     } else if (!realpath(path_or_name, want)) {
         hsm_err_set(err, "cannot open PKCS#11 module %s: no such file", path_or_name);
         return NULL;
@@ -123,6 +136,14 @@ hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
     pthread_mutex_lock(&loaded_lock);
     for (hsm_module *m = loaded; m; m = m->next)
         if (strcmp(m->path, want) == 0) {
+            if (init_reserved && !same_args(init_reserved, m->init_reserved)) {
+                pthread_mutex_unlock(&loaded_lock);
+                hsm_err_set(err, "PKCS#11 module %s is already initialised in this process "
+                            "with %s initialisation arguments; a library is initialised once "
+                            "per process, so give every URI naming it the same "
+                            "x-init-reserved", want, m->init_reserved ? "other" : "no");
+                return NULL;
+            }
             m->refs++;
             pthread_mutex_unlock(&loaded_lock);
             return m;
@@ -134,6 +155,12 @@ hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
         return NULL;
     }
     snprintf(m->path, sizeof m->path, "%s", want);
+    if (init_reserved && !(m->init_reserved = strdup(init_reserved))) {
+        pthread_mutex_unlock(&loaded_lock);
+        free(m);
+        hsm_err_set(err, "out of memory");
+        return NULL;
+    }
     if (hsm_softhsm2_is(m->path))
         hsm_softhsm2_prepare_env();
     m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
@@ -151,6 +178,7 @@ hsm_module *hsm_module_load(const char *path_or_name, hsm_err *err)
 fail:
     if (m->dl)
         dlclose(m->dl);
+    free(m->init_reserved);
     free(m);
     pthread_mutex_unlock(&loaded_lock);
     return NULL;
@@ -183,11 +211,13 @@ void hsm_module_unref(hsm_module *m)
         m->fl->C_Finalize(NULL);
     /* dlclose is skipped on purpose: modules (SoftHSM2 among them) register atexit
      * handlers and thread-local destructors that must not outlive their code. */
+    free(m->init_reserved);
     free(m);
 }
 
 CK_FUNCTION_LIST *hsm_module_functions(hsm_module *m) { return m->fl; }
 const char *hsm_module_path(const hsm_module *m) { return m->path; }
+const char *hsm_module_init_reserved(const hsm_module *m) { return m->init_reserved; }
 
 int hsm_module_info(hsm_module *m, CK_INFO *out, hsm_err *err)
 {

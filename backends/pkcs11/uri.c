@@ -5,7 +5,8 @@
  * Path attributes are separated by ';', query attributes by '&'. Values are percent-decoded.
  * Attribute names are matched without regard to case (ABNF literals are case-insensitive).
  * Rejected, with a message naming the bad part: a missing "pkcs11:" scheme, an empty or
- * unknown attribute name (names starting with "x-" are vendor attributes and are ignored),
+ * unknown attribute name (names starting with "x-" are vendor attributes and are ignored,
+ * except our x-init-reserved: the string C_Initialize passes as pReserved, percent-encoded),
  * an attribute in the wrong part, a duplicate, a malformed %-escape, a bad slot-id, type or
  * library-version, a NUL byte in a text attribute, a raw control character, and pin-value
  * together with pin-source. Stricter than the RFC on purpose, so that a typo can neither
@@ -55,6 +56,8 @@ static const attr_def attrs[] = {
     { "module-path",         1, K_STR,    offsetof(hsm_uri, module_path) },
     { "module-name",         1, K_STR,    offsetof(hsm_uri, module_name) },
     { "pin-source",          1, K_STR,    offsetof(hsm_uri, pin_source) },
+    /* Ours: C_Initialize's pReserved for a bare module-path (p11-kit's x-init-reserved). */
+    { "x-init-reserved",     1, K_STR,    offsetof(hsm_uri, init_reserved) },
     { "pin-value",           1, K_PIN,    0 },
 };
 #define NATTRS (sizeof attrs / sizeof attrs[0])
@@ -62,7 +65,8 @@ static const attr_def attrs[] = {
 #define PATH_EXPECTED "token, manufacturer, serial, model, library-manufacturer, " \
     "library-description, library-version, slot-description, slot-manufacturer, slot-id, " \
     "object, id, type, or x-<vendor>"
-#define QUERY_EXPECTED "module-path, module-name, pin-source, pin-value, or x-<vendor>"
+#define QUERY_EXPECTED "module-path, module-name, pin-source, pin-value, x-init-reserved, " \
+    "or x-<vendor>"
 
 static const char *const types[] = { "public", "private", "secret-key", "cert", "data" };
 
@@ -271,7 +275,7 @@ static int parse_attr(parse_state *st, const char *a, size_t alen, int query)
 
     const char *v = eq + 1;
     size_t vlen = alen - nlen - 1;
-    if (nlen >= 2 && fold((unsigned char)a[0]) == 'x' && a[1] == '-')
+    if (!def && nlen >= 2 && fold((unsigned char)a[0]) == 'x' && a[1] == '-')
         return check_vendor(st, a, nlen, v, vlen);
     if (!def) {
         if (query && after_pin)

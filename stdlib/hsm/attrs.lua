@@ -2,6 +2,7 @@
 --- template that recreates the object on another (through each module's quirks), and
 --- compared afterwards. Key material is never captured (hsm.Object:attrs never reads it).
 local core = require("hsm.core")
+local profiles = require("hsm.profiles")
 
 local M = {}
 
@@ -18,33 +19,26 @@ local FROM_BLOB = {   -- a private key's public parts come out of the wrapped PK
   CKA_EC_PARAMS = true, CKA_VALUE_LEN = true,
 }
 
---- What each module needs, matched on the module's manufacturer. Found by the lab: SoftHSM2
---- 2.6 refuses CKA_VALUE_LEN in an unwrap template (CKR_ATTRIBUTE_READ_ONLY) and then does
---- not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0; nor does
---- it record CKA_CHECK_VALUE for a key unwrapped with CKA_MODIFIABLE=false (the KCV and an
---- operation still prove the key). unrecorded: attributes that read 0 or empty on the
---- destination for that reason; reports list them as the module's, not as a mismatch.
---- unwrap_via_session: a key is unwrapped into a session object and copied to the token
---- (hsm.migrate), because SoftHSM2 writes a new token object's file again for each default
---- attribute it sets (~35 rewrites per C_UnwrapKey) and C_CopyObject writes it once: 0.37
---- instead of 1.28 ms per AES key (bench/archive.sh, tmpfs).
-M.QUIRKS = {
-  {manufacturer = "SoftHSM", unwrap_drop = {CKA_VALUE_LEN = true},
-   unrecorded = {CKA_VALUE_LEN = true, CKA_CHECK_VALUE = true}, unwrap_via_session = true},
-  -- Modules that cannot tell a private EC key's curve from the blob want CKA_EC_PARAMS.
-  default = {unwrap_keep = {CKA_VALUE_LEN = true}},
-}
+--- What each module needs (unwrap_drop, unwrap_keep, unrecorded, unwrap_via_session ...) is
+--- its profile in hsm.profiles, chosen by the token so that it holds behind p11-kit-proxy.
+M.QUIRKS = {default = profiles.DEFAULT}
 
---- The quirks of the module behind a session.
+--- The quirks (the profile) of the token behind a session.
 function M.quirks(s)
-  local info = s:module():info() or {}
-  for _, q in ipairs(M.QUIRKS) do
-    if (info.manufacturer or ""):find(q.manufacturer, 1, true) then return q end
-  end
-  return M.QUIRKS.default
+  return profiles.of(s)
 end
 
 local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil) end
+
+--- PKCS#11 defaults of attributes some modules do not have (2.40/3.0 §4.4, §4.7, §4.9): an
+--- attribute a module lacks reads as absent, which compares as its default.
+M.DEFAULTS = {CKA_COPYABLE = true, CKA_DESTROYABLE = true, CKA_MODIFIABLE = true,
+              CKA_WRAP_WITH_TRUSTED = false, CKA_TRUSTED = false, CKA_ALWAYS_AUTHENTICATE = false}
+
+local function as_default(v)
+  if type(v) == "boolean" then return tostring(v) end
+  return M.show(v)
+end
 
 --- Every readable attribute of an object: {CKA_X = value}.
 function M.capture(obj)
@@ -57,10 +51,22 @@ end
 --- from the blob) or "create" (C_CreateObject, everything given). Empty values are left
 --- out: they are the defaults, and some modules refuse them (SoftHSM2: an empty
 --- CKA_ALLOWED_MECHANISMS is CKR_ATTRIBUTE_VALUE_INVALID).
+--- An attribute the destination's profile lists as unsupported is left out when it holds
+--- its PKCS#11 default, and raises, naming it, when it does not: the destination could not
+--- record the value, and it is never dropped silently.
 function M.template(captured, how, quirks)
   quirks = quirks or M.QUIRKS.default
   local t = {}
+  local unsupported = quirks.unsupported or {}
   for name, v in pairs(captured) do
+    if unsupported[name] and v ~= M.DEFAULTS[name] then
+      error(("the destination (%s) cannot record %s=%s: it does not support %s (%s), and a "
+        .. "value other than the default (%s) would be lost"):format(quirks.name or "?", name,
+        as_default(v), name, unsupported[name], as_default(M.DEFAULTS[name])), 0)
+    end
+  end
+  for name, v in pairs(captured) do
+    if unsupported[name] then goto continue end
     local keep = not M.FORCED[name] and not DERIVED[name] and not empty(v)
     if how == "unwrap" and FROM_BLOB[name] then
       keep = keep and (quirks.unwrap_keep or {})[name] and captured.CKA_CLASS == "CKO_SECRET_KEY"
@@ -70,6 +76,7 @@ function M.template(captured, how, quirks)
     if how == "create" and name == "CKA_MODULUS_BITS" and captured.CKA_MODULUS then keep = false end
     if name == "CKA_TRUSTED" and v ~= true then keep = false end
     if keep then t[name] = v end
+    ::continue::
   end
   return t
 end
@@ -83,13 +90,16 @@ end
 M.same = same
 
 --- Differences between two captures: a sorted list of {name=, from=, to=, forced=}, where an
---- empty value and a missing one count as equal.
+--- empty value and a missing one count as equal, and a missing attribute with a PKCS#11
+--- default (M.DEFAULTS) counts as that default.
 function M.diff(a, b)
   local out, names = {}, {}
   for n in pairs(a) do names[n] = true end
   for n in pairs(b) do names[n] = true end
   for n in pairs(names) do
     local x, y = a[n], b[n]
+    if x == nil then x = M.DEFAULTS[n] end
+    if y == nil then y = M.DEFAULTS[n] end
     if not same(x, y) and not (empty(x or "") and empty(y or "")) then
       out[#out + 1] = {name = n, from = x, to = y, forced = M.FORCED[n] or false}
     end

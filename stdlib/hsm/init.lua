@@ -8,10 +8,11 @@ M.core = core
 local modules = {}   -- one hsm.Module per library path
 
 ---@param path string|nil module path or p11-kit name; nil = the embedded default (SoftHSM2)
-function M.open(path)
-  local key = path or "(default)"
+---@param init_reserved string|nil C_Initialize's pReserved (else the p11-kit registration's x-init-reserved)
+function M.open(path, init_reserved)
+  local key = (path or "(default)") .. "\0" .. (init_reserved or "")
   if modules[key] then return modules[key] end
-  local m, err, code = core.load(path)
+  local m, err, code = core.load(path, init_reserved)
   if not m then return nil, err, code end
   modules[key] = m
   return m
@@ -62,7 +63,7 @@ function M.token(uri, opts)
   opts = opts or {}
   local u, err = core.uri_parse(uri)
   if not u then error(err, 0) end
-  local m, merr = M.open(u.module_path or u.module_name)
+  local m, merr = M.open(u.module_path or u.module_name, u.init_reserved)
   if not m then error(merr, 0) end
   local slots = assert(m:slots())
   local found, labels = {}, {}
@@ -77,7 +78,17 @@ function M.token(uri, opts)
     error(("no token matches %s (tokens: %s)"):format(u.display,
       #labels > 0 and table.concat(labels, ", ") or "none"), 0)
   elseif #found > 1 then
-    error(("%s matches %d tokens: add serial= to the URI"):format(u.display, #found), 0)
+    -- Modules such as NSS softokn give every token the same serial: name what differs.
+    local serials, models = {}, {}
+    for _, f in ipairs(found) do serials[f.info.serial] = true; models[f.info.model] = true end
+    local n = 0
+    for _ in pairs(serials) do n = n + 1 end
+    local hint = n > 1 and "add serial= to the URI"
+      or "they share serial " .. found[1].info.serial .. ": add token= (the label) or slot-id= to the URI"
+    local slots_seen = {}
+    for _, f in ipairs(found) do slots_seen[#slots_seen + 1] = ("%s (slot-id=%d)"):format(f.info.label, f.slot) end
+    error(("%s matches %d tokens: %s; they are %s"):format(u.display, #found, hint,
+      table.concat(slots_seen, ", ")), 0)
   end
   local t = found[1]
   local s, serr = m:open(t.slot, true)

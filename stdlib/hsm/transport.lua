@@ -39,6 +39,18 @@ end
 -- nil or the reason it cannot, strength (of the key that wraps the payload).
 local function has(mechs, name, flag) return (mechs[name] or {})[flag] end
 
+--- Why a side cannot use a mechanism in one direction: "the destination token lacks X" or
+--- "the source token lists X without CKF_WRAP"; nil when it can.
+local function why_not(side, mechs, name, flag)
+  if not mechs[name] then return ("the %s token lacks %s"):format(side, name) end
+  if not mechs[name][flag] then return ("the %s token lists %s without %s"):format(side, name, flag) end
+end
+local function both(smech, dmech, name)
+  local a, b = why_not("source", smech, name, "CKF_WRAP"), why_not("destination", dmech, name, "CKF_UNWRAP")
+  if a and b then return a .. " and " .. b end
+  return a or b
+end
+
 --- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
 --- session key wrapped on the source, unwrapped on the destination, KCVs compared).
 --- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072, keep=false}. Set t.workers
@@ -53,6 +65,7 @@ function M.new(src, dst, opts)
 
   local function kat(s, side, mech)
     local r = wrap.kat(s, mech)
+    if not r.ok and r.lacks then error(("transport %s: %s"):format(kind, r.detail or "?"), 0) end
     if not r.ok then error(("transport %s: the %s token failed the %s known-answer test: %s")
       :format(kind, side, mech, r.detail or "?"), 0) end
     if r.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. r.detail end
@@ -91,10 +104,11 @@ function M.new(src, dst, opts)
       "the destination cannot generate RSA key pairs")
     local native = has(smech, "CKM_RSA_AES_KEY_WRAP", "CKF_WRAP") and has(dmech, "CKM_RSA_AES_KEY_WRAP", "CKF_UNWRAP")
     if kind == "rsa-aes" and not native then
-      need(has(smech, "CKM_RSA_PKCS_OAEP", "CKF_WRAP") and has(dmech, "CKM_RSA_PKCS_OAEP", "CKF_UNWRAP"),
-        "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP on both tokens")
-      need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP") and has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"),
-        "needs CKM_RSA_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD on both tokens")
+      local oaep, kwp = both(smech, dmech, "CKM_RSA_PKCS_OAEP"), both(smech, dmech, "CKM_AES_KEY_WRAP_PAD")
+      need(not oaep, "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP with CKF_WRAP on the source "
+        .. "and CKF_UNWRAP on the destination: " .. tostring(oaep))
+      need(not kwp, "needs CKM_RSA_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD with CKF_WRAP on the source "
+        .. "and CKF_UNWRAP on the destination: " .. tostring(kwp))
       local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
       t.aligned_only = srcr.aligned_only or dstr.aligned_only
       t.same_quirk = srcr.aligned_only == dstr.aligned_only

@@ -223,6 +223,13 @@ end
 --- {ref=, a=<attributes>, check=, obj= | blob=}. base: fields of the plan, among them
 --- prove(it, dst_obj) -> description, raising when the destination object is not the key.
 function M.plan_items(srcs, dst, opts, base)
+  -- One order whatever the module enumerates (its memory layout): class, ID, label; plans,
+  -- reports and journals of two runs can be compared line by line.
+  local sorted = {}
+  for i, it in ipairs(srcs) do sorted[i] = it end
+  local function key(it) return (SHORT[it.a.CKA_CLASS] or tostring(it.a.CKA_CLASS)) .. "\0" .. hex(it.a.CKA_ID or "") .. "\0" .. (it.a.CKA_LABEL or "") end
+  table.sort(sorted, function(x, y) return key(x) < key(y) end)
+  srcs = sorted
   -- Resuming, an object nothing can be read of is what a killed write left: a stray.
   local unreadable = opts.previous and {} or nil
   local dsts = index(dst, nil, false, unreadable)

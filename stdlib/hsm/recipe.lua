@@ -99,13 +99,7 @@ function M.params(rec, assigns)
   local out = {}
   for name, raw in pairs(assigns) do
     local p = rec.params and rec.params[name]
-    if not p then
-      local known = {}
-      for k in pairs(rec.params or {}) do known[#known + 1] = k end
-      table.sort(known)
-      error(("unknown parameter '%s' for %s (parameters: %s)"):format(name, rec.id,
-        #known > 0 and table.concat(known, ", ") or "none"), 0)
-    end
+    if not p then error(require("hsm.help").unknown_param(rec, name), 0) end
     out[name] = coerce(p, name, raw)
   end
   for name, p in pairs(rec.params or {}) do

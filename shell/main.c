@@ -15,7 +15,8 @@ static const char usage[] =
     "usage: hsmsh [--debug] [-e CHUNK]... [FILE.lua [ARGS...] | -]\n"
     "       hsmsh [--debug] run RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--journal FILE]\n"
     "       hsmsh resume JOURNAL [--json] [--yes]\n"
-    "       hsmsh recipes\n"
+    "       hsmsh recipes [RECIPE]\n"
+    "       hsmsh help [RECIPE]\n"
     "       hsmsh lab init [--dir DIR]\n"
     "\n"
     "With no arguments hsmsh starts an interactive REPL. Tokens are named by RFC 7512\n"
@@ -35,7 +36,8 @@ static void harden(void)
 static int is_subcommand(const char *s)
 {
     return strcmp(s, "run") == 0 || strcmp(s, "resume") == 0 || strcmp(s, "recipes") == 0 ||
-           strcmp(s, "lab") == 0;
+           strcmp(s, "lab") == 0 || strcmp(s, "help") == 0 ||
+           strcmp(s, "complete") == 0; /* complete: for the bash completion, not listed */
 }
 
 int main(int argc, char **argv)
@@ -46,7 +48,13 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--debug") == 0)
             hsm_host_debug = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage, stdout);
+            /* the commands as hsm.help lists them; the short usage if that cannot run */
+            lua_State *L = hsm_host_new();
+            int status = L ? hsm_host_cli(L, "help", 0, NULL) : 1;
+            if (L)
+                lua_close(L);
+            if (status != 0)
+                fputs(usage, stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("hsmsh %s (%s)\n", HSMSH_VERSION, LUA_RELEASE);

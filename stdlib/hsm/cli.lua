@@ -17,7 +17,8 @@ function M.run(spec, ...)
   local i = 1
   while i <= args.n do
     local a = args[i]
-    if a == "--dry-run" then opts.dry_run = true
+    if a == "--help" or a == "-h" then return M.help(spec)
+    elseif a == "--dry-run" then opts.dry_run = true
     elseif a == "--yes" then opts.yes = true
     elseif a == "--json" then opts.json = true
     elseif a == "--wait" then opts.wait = true
@@ -38,9 +39,10 @@ function M.run(spec, ...)
   return recipe.run(rec, opts)
 end
 
---- hsmsh recipes
+--- hsmsh recipes [RECIPE]: the list, or with RECIPE its help
 function M.recipes(...)
-  if select("#", ...) > 0 then return usage("recipes takes no arguments") end
+  if select("#", ...) == 1 then return M.help(...) end
+  if select("#", ...) > 1 then return usage("recipes takes at most one recipe name") end
   local rows = {}
   for _, r in ipairs(recipe.list()) do
     local rec = recipe.load(r)
@@ -79,6 +81,21 @@ function M.resume(path, ...)
   opts.params = recipe.params(rec, assigns)
   opts.journal, opts.previous = path, events
   return recipe.run(rec, opts)
+end
+
+--- hsmsh help [RECIPE]: the commands, or one recipe's help (generated from its table).
+--- An unknown recipe is a usage error naming the closest one.
+function M.help(spec, ...)
+  local help = require("hsm.help")
+  if select("#", ...) > 0 then return usage("help takes at most one recipe name") end
+  if not spec then
+    print(help.usage_text())
+    return 0
+  end
+  local ok, text = pcall(help.recipe_text, spec)
+  if not ok then return usage(tostring(text)) end
+  print(text)
+  return 0
 end
 
 --- hsmsh lab init [--dir DIR]

@@ -135,39 +135,12 @@ local function coerce(p, name, raw)
   return raw
 end
 
--- The known name closest to a mistyped one (edit distance), or nil.
-local function closest(name, known)
-  local best, bd = nil, math.huge
-  for _, k in ipairs(known) do
-    local prev = {}
-    for j = 0, #k do prev[j] = j end
-    for i = 1, #name do
-      local cur = {[0] = i}
-      for j = 1, #k do
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1,
-                          prev[j - 1] + (name:sub(i, i) == k:sub(j, j) and 0 or 1))
-      end
-      prev = cur
-    end
-    if prev[#k] < bd then best, bd = k, prev[#k] end
-  end
-  return bd <= math.max(2, #name // 3) and best or nil
-end
-
 --- Typed parameters from name=value strings: unknown or missing ones are errors.
 function M.params(rec, assigns)
   local out = {}
   for name, raw in pairs(assigns) do
     local p = rec.params and rec.params[name]
-    if not p then
-      local known = {}
-      for k in pairs(rec.params or {}) do known[#known + 1] = k end
-      table.sort(known)
-      local near = closest(name, known)
-      error(("unknown parameter '%s' for %s%s (parameters: %s)"):format(name, rec.id,
-        near and (" (did you mean '%s'?)"):format(near) or "",
-        #known > 0 and table.concat(known, ", ") or "none"), 0)
-    end
+    if not p then error(require("hsm.help").unknown_param(rec, name), 0) end
     out[name] = coerce(p, name, raw)
   end
   for name, p in pairs(rec.params or {}) do

@@ -246,13 +246,13 @@ local function open_journal(path, rec, params, resumed, say, on_write)
   if not path then return function() end end
   local st = core.stat(path)
   if st and st.kind == "dir" then error(("--journal %s is a directory; give a file"):format(path), 0) end
-  local lk, _, busy = core.lock(path)
+  local lk, lerr, busy = core.lock(path)
   if not lk then
     if busy then
       local ok, events = pcall(M.read_journal, path)
       error(("journal %s is in use by %s; not starting"):format(path, ok and runner(events) or "another process"), 0)
     end
-    error(("cannot open journal %s"):format(tostring(_)), 0)
+    error(("cannot open journal %s"):format(tostring(lerr)), 0)
   end
   if resumed then
     repair(path, say)
@@ -301,7 +301,6 @@ function M.run(rec, opts)
   if not opts.dry_run then
     journal, journal_lock = open_journal(opts.journal, rec, opts.params, opts.previous ~= nil,
                                          say_line, renew)
-    journal = journal or function() end
   end
   local out = opts.json and io.stdout or io.stderr
   local ctx = {params = opts.params, dry_run = opts.dry_run, json = opts.json, yes = opts.yes,

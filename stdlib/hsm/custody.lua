@@ -249,10 +249,7 @@ function M.recipe(spec)
           local sessions = {st.s}
           for i = 2, p.workers do sessions[i] = assert(st.s:module():open(st.s:slot())) end
           local plan = archive.plan(st.s, key, a, {previous = ctx.previous, workers = sessions})
-          if plan.conflicts > 0 then
-            error(("%d conflict(s): the token holds different objects under the same class, ID and label; nothing was written")
-              :format(plan.conflicts), 0)
-          end
+          migrate.refuse_conflicts(plan)
           local ok, sum = pcall(migrate.apply_reported, ctx, plan, "restoring", {workers = p.workers})
           if not p.keep_key then key:destroy() end
           if not ok then error(sum, 0) end

@@ -15,6 +15,7 @@ local wrap = require("hsm.wrap")
 local trust = require("hsm.trust")
 local verify = require("hsm.verify")
 local claim = require("hsm.claim")
+local provenance = require("hsm.provenance")
 
 local M = {}
 local hex = keys.hex
@@ -67,17 +68,7 @@ end
 
 -- ------------------------------------------------------------------ facts about objects
 
---- The value that proves two objects hold the same thing: KCV for secret keys, SPKI
---- fingerprint for key pairs (a private key may borrow it from its public key or
---- certificate, by ID), SHA-256 of the value for certificates and data.
-local function check_of(obj, a, by_id)
-  local cls = a.CKA_CLASS
-  if cls == "CKO_SECRET_KEY" then return keys.kcv(obj, a) end
-  if cls == "CKO_DATA" then return hex(core.sha256(a.CKA_VALUE or "")) end
-  local fp = keys.fingerprint(obj)
-  if not fp and cls == "CKO_PRIVATE_KEY" and by_id then fp = by_id[a.CKA_ID or ""] end
-  return fp
-end
+local check_of = provenance.check_of
 
 -- unreadable: a list to collect objects whose class cannot even be read (a module killed
 -- while writing them); without it such an object is an error. Session objects and the HSM's
@@ -194,11 +185,18 @@ M.blocker = blocker
 M.index = index
 M.check_of = check_of
 
---- The refs an earlier run started and did not finish, from its journal events.
+--- The refs an earlier run started and did not finish, from its journal events: each with
+--- the set of check values its "create" steps recorded ({[ref] = {[check] = true}}).
 function M.inflight(previous)
   local out = {}
   for _, ev in ipairs(previous or {}) do
-    if ev.event == "step" and ev.ref then out[ev.ref] = ev.step ~= "done" or nil end
+    if ev.event == "step" and ev.ref then
+      if ev.step == "done" then out[ev.ref] = nil
+      else
+        out[ev.ref] = out[ev.ref] or {}
+        if ev.check then out[ev.ref][ev.check] = true end
+      end
+    end
   end
   return out
 end
@@ -219,6 +217,12 @@ function M.plan(src, dst, opts)
   end})
 end
 
+-- Whether an operation on the source, checked on obj, shows that obj holds item it's key.
+local function proves(plan, it, obj)
+  local ok, how = pcall(plan.prove, it, obj)
+  return ok and not how:find("only", 1, true)
+end
+
 --- Plans items that may come from a source session or from a manifest (split runs): each
 --- {ref=, a=<attributes>, check=, obj= | blob=}. base: fields of the plan, among them
 --- prove(it, dst_obj) -> description, raising when the destination object is not the key.
@@ -230,7 +234,7 @@ function M.plan_items(srcs, dst, opts, base)
   local function key(it) return (SHORT[it.a.CKA_CLASS] or tostring(it.a.CKA_CLASS)) .. "\0" .. hex(it.a.CKA_ID or "") .. "\0" .. (it.a.CKA_LABEL or "") end
   table.sort(sorted, function(x, y) return key(x) < key(y) end)
   srcs = sorted
-  -- Resuming, an object nothing can be read of is what a killed write left: a stray.
+  -- Resuming, an object nothing can be read of may be what a killed write left.
   local unreadable = opts.previous and {} or nil
   local dsts = index(dst, nil, false, unreadable)
   local inflight = M.inflight(opts.previous)
@@ -243,24 +247,17 @@ function M.plan_items(srcs, dst, opts, base)
   plan.items, plan.counts, plan.conflicts = {}, {}, 0
   plan.transport, plan.dst, plan.inflight = opts.transport, dst, inflight
   -- How many destination objects each ref has now: journaled before the first write, so a
-  -- resume can tell the half-made objects a killed C_UnwrapKey left without a label or ID.
+  -- resume knows which objects without a label or ID appeared during the run.
   plan.dst_counts = {}
   for _, d in ipairs(dsts) do plan.dst_counts[d.ref] = (plan.dst_counts[d.ref] or 0) + 1 end
-  plan.strays = unreadable or {}
-  local before
-  for _, ev in ipairs(opts.previous or {}) do
-    if ev.event == "destination" and not before then before = ev.counts end
-  end
-  if before then
-    local seen_now = {}
-    for _, d in ipairs(dsts) do
-      seen_now[d.ref] = (seen_now[d.ref] or 0) + 1
-      local anonymous = (d.a.CKA_LABEL or "") == "" and (d.a.CKA_ID or "") == ""
-      local key = d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY"
-      if anonymous and key and seen_now[d.ref] > (before[d.ref] or 0) then
-        plan.strays[#plan.strays + 1] = d.obj
-      end
-    end
+  -- What an in-flight item may have left is proven ours only by holding its key: the
+  -- source's check value, or one its "create" step journaled (the source may have changed
+  -- since), or an operation on the source checked on the candidate.
+  local function expected(it)
+    local set = {}
+    for c in pairs(inflight[it.ref] or {}) do set[c] = true end
+    if it.check then set[it.check] = true end
+    return set
   end
   local dst_keys, seen = 0, {}
   for _, d in ipairs(dsts) do
@@ -276,9 +273,16 @@ function M.plan_items(srcs, dst, opts, base)
       if not same and is_key and there[1].check == nil then
         -- The destination shows no check value (EC private keys and some unwrapped secret
         -- keys on SoftHSM2): an operation on one side checked on the other decides.
-        local ok, how = pcall(plan.prove, it, there[1].obj)
-        same = ok and not how:find("only", 1, true)
+        same = proves(plan, it, there[1].obj)
       end
+    end
+    -- In flight when an earlier run stopped, and not the source's key as it stands: each
+    -- object under its ref is judged by what it holds.
+    local judged
+    if there and not same and inflight[it.ref] then
+      local objs = {}
+      for _, d in ipairs(there) do objs[#objs + 1] = d.obj end
+      judged = provenance.sort(objs, expected(it), {prove = function(o) return proves(plan, it, o) end})
     end
     if it.damaged then
       it.strategy, it.reason = "blocked", "its attributes cannot be read: " .. it.damaged
@@ -288,15 +292,25 @@ function M.plan_items(srcs, dst, opts, base)
       it.dst = there[1].obj
       it.strategy, it.reason = "skip", "already on the destination (same " ..
         (cls == "CKO_SECRET_KEY" and "KCV" or cls == "CKO_PRIVATE_KEY" and "key" or "value") .. ")"
-    elseif there and not inflight[it.ref] then
+    elseif there and not judged then
       it.strategy = "conflict"
       it.reason = #there > 1 and ("%d objects on the destination have this class, ID and label"):format(#there)
         or there[1].damaged and ("the destination's object with this class, ID and label is damaged (%s)"):format(there[1].damaged)
         or ("the destination has a different object with this class, ID and label (%s vs %s)")
           :format(it.check or "?", there[1].check or "?")
+    elseif judged and #judged.foreign > 0 then
+      it.strategy = "conflict"
+      it.reason = ("in flight when the earlier run stopped, and the destination's object with this "
+        .. "class, ID and label now holds another key (%s; the run was making %s): another program "
+        .. "wrote it; nothing was changed"):format(judged.foreign[1].detail, it.check or "?")
+    elseif judged and #judged.unproven > 0 then
+      it.strategy = "unproven"
+      it.reason = ("in flight when the earlier run stopped; the destination's object with this class, "
+        .. "ID and label cannot be proven to be the one it was making (%s), so it was left in place: "
+        .. "remove it if it is not yours, then resume"):format(judged.unproven[1].detail)
     else
-      -- Not there, or left half-made by an interrupted run of ours (replaced).
-      it.redo = there ~= nil
+      -- Not there, or left half-made by an interrupted run of ours (proven, replaced).
+      it.redo = judged and judged.ours
       local why = it.blocked or (is_key and (opts.transport and blocker(it, opts.transport, opts) or
                               not opts.transport and "no transport")) or
                   (not is_key and it.a.CKA_TRUSTED == true and "CKA_TRUSTED objects need an SO session (hsm.trust)")
@@ -315,6 +329,38 @@ function M.plan_items(srcs, dst, opts, base)
     plan.counts[it.strategy] = (plan.counts[it.strategy] or 0) + 1
     plan.items[#plan.items + 1] = it
   end
+  -- Objects without label or ID that appeared during the interrupted run, and objects nothing
+  -- can be read of, may be what a killed C_UnwrapKey left: removed only when they hold a key
+  -- that was in flight; any other is listed and left.
+  local before
+  for _, ev in ipairs(opts.previous or {}) do
+    if ev.event == "destination" and not before then before = ev.counts end
+  end
+  local candidates, taken, count = {}, {}, {}
+  for _, it in ipairs(plan.items) do if it.dst then taken[it.dst] = true end end
+  for _, obj in ipairs(unreadable or {}) do candidates[#candidates + 1] = obj end
+  for _, d in ipairs(before and dsts or {}) do
+    count[d.ref] = (count[d.ref] or 0) + 1
+    local anonymous = (d.a.CKA_LABEL or "") == "" and (d.a.CKA_ID or "") == ""
+    local key = d.a.CKA_CLASS == "CKO_SECRET_KEY" or d.a.CKA_CLASS == "CKO_PRIVATE_KEY"
+    if anonymous and key and count[d.ref] > (before[d.ref] or 0) and not taken[d.obj] then
+      candidates[#candidates + 1] = d.obj
+    end
+  end
+  local flying, all = {}, {}
+  for _, it in ipairs(plan.items) do
+    if inflight[it.ref] then
+      flying[#flying + 1] = it
+      for c in pairs(expected(it)) do all[c] = true end
+    end
+  end
+  for _, set in pairs(inflight) do for c in pairs(set) do all[c] = true end end
+  local judged = provenance.sort(candidates, all, {prove = function(obj)
+    for _, it in ipairs(flying) do
+      if it.a.CKA_CLASS == obj.class and proves(plan, it, obj) then return true end
+    end
+  end})
+  plan.strays, plan.unproven = judged.ours, judged.unproven
   return plan
 end
 
@@ -424,16 +470,16 @@ local function event(it)
           fingerprint = it.a.CKA_CLASS ~= "CKO_SECRET_KEY" and it.check or nil}
 end
 
--- Before an item's object is made: what an interrupted run left goes, and the intent is
--- journaled (synced unless lazy: a batch syncs its last intent for all).
+-- Before an item's object is made: what an interrupted run left and was proven ours goes
+-- (plan_items), and the intent is journaled with the check value the object will have, the
+-- proof a resume needs (synced unless lazy: a batch syncs its last intent for all).
 local function begin(plan, it, journal, lazy)
-  if it.redo then
-    for _, left in ipairs(leftovers(plan, it)) do
-      journal({event = "step", ref = it.ref, step = "destroy-partial"})
-      left:destroy()
-    end
+  for _, left in ipairs(it.redo or {}) do
+    journal({event = "step", ref = it.ref, step = "destroy-partial"})
+    left:destroy()
   end
-  journal({event = "step", ref = it.ref, step = "create"}, lazy)
+  it.redo = nil
+  journal({event = "step", ref = it.ref, step = "create", check = it.check}, lazy)
 end
 
 -- After the attempt to make an item's object (obj, or err and code): recovery of what a
@@ -442,8 +488,11 @@ local function finish(plan, it, journal, obj, err, code)
   local ev = event(it)
   local ok, res = pcall(function()
     if not obj then
-      -- The module said no; it may still have made (part of) the object.
-      for _, left in ipairs(leftovers(plan, it)) do
+      -- The module said no; it may still have made (part of) the object. Only what holds
+      -- this key is touched; anything else under its ref is named and left.
+      local found = provenance.sort(leftovers(plan, it), it.check and {[it.check] = true} or {},
+        {prove = function(o) return proves(plan, it, o) end})
+      for _, left in ipairs(found.ours) do
         -- Unwrapped into a session object (unwrap_via_session): what the failed call made
         -- goes to the token like a good one, and is checked as any other leftover.
         if it.via_session and left:get("CKA_TOKEN") == false then left = to_token(left) end
@@ -457,6 +506,11 @@ local function finish(plan, it, journal, obj, err, code)
           journal({event = "step", ref = it.ref, step = "destroy-partial"})
           left:destroy()
         end
+      end
+      local other = found.foreign[1] or found.unproven[1]
+      if other then
+        err = ("%s; left in place: an object under this class, ID and label that cannot be proven "
+          .. "to be this key (%s)"):format(tostring(err), other.detail)
       end
       error(tostring(err), 0)
     end
@@ -481,9 +535,9 @@ end
 
 --- Runs one item (wrap or copy, or settle one found on the destination). Returns the event.
 local function run_item(plan, it, journal)
-  if it.strategy == "blocked" or it.strategy == "conflict" then
+  if it.strategy == "blocked" or it.strategy == "conflict" or it.strategy == "unproven" then
     local ev = event(it)
-    ev.status, ev.reason = "blocked", it.reason
+    ev.status, ev.reason = it.strategy == "unproven" and "failed" or "blocked", it.reason
     return ev
   end
   if it.strategy == "skip" then
@@ -545,6 +599,17 @@ local function run_batch(plan, items, journal, on_event)
   end
 end
 
+--- Raises when the plan has conflicts, naming the first few and why; nothing is written.
+function M.refuse_conflicts(plan)
+  if plan.conflicts == 0 then return end
+  local named = {}
+  for _, it in ipairs(plan.items) do
+    if it.strategy == "conflict" and #named < 5 then named[#named + 1] = it.ref .. ": " .. it.reason end
+  end
+  error(("%d conflict(s), nothing was written:\n  %s%s"):format(plan.conflicts,
+    table.concat(named, "\n  "), plan.conflicts > #named and "\n  ..." or ""), 0)
+end
+
 --- Applies a plan. opts: {journal = function(ev), on_item = function(event), workers = N,
 --- resumed = true when continuing a journal that already holds the "destination" event}.
 --- With workers > 1 and a transport that unwraps in parallel (t.unwrap_batch), keys go in
@@ -552,21 +617,18 @@ end
 --- conflicts. Returns the summary {migrated=, skipped=, blocked=, failed=}.
 function M.apply(plan, opts)
   opts = opts or {}
-  if plan.conflicts > 0 then
-    error(("%d conflict(s): the destination holds different objects under the same class, ID "
-      .. "and label; nothing was written"):format(plan.conflicts), 0)
-  end
+  M.refuse_conflicts(plan)
   local journal = opts.journal or function() end
   plan.dst_quirks = attrs.quirks(plan.dst)
   local sum = {migrated = 0, skipped = 0, blocked = 0, failed = 0}
   if not opts.resumed then journal({event = "destination", counts = plan.dst_counts}) end
   for _, obj in ipairs(plan.strays or {}) do
-    -- A key with neither label nor ID that appeared during the interrupted run, or an object
-    -- nothing can be read of: what a killed C_UnwrapKey had made before finishing it.
+    -- What a killed C_UnwrapKey had made before finishing it, proven by the key it holds.
     journal({event = "step", step = "destroy-stray"})
     obj:destroy()
     sum.removed = (sum.removed or 0) + 1
   end
+  sum.left = #(plan.unproven or {}) > 0 and plan.unproven or nil
   local function on_event(ev)
     sum[ev.status] = sum[ev.status] + 1
     if opts.on_item then opts.on_item(ev) end
@@ -606,9 +668,15 @@ function M.apply_reported(ctx, plan, what, opts)
   local ok, sum = pcall(M.apply, plan, o)
   bar.done()
   if not ok then error(sum, 0) end
+  local left = sum.left
+  sum.left = left and #left or nil
+  for _, u in ipairs(left or {}) do
+    ctx.say("LEFT %s: appeared on the destination during the interrupted run and cannot be proven "
+      .. "to be one of its keys (%s); remove it if it is not yours", tostring(u.obj), u.detail)
+  end
   sum.event, sum._order = "summary", {"event", "migrated", "skipped", "blocked", "failed"}
   ctx.emit(sum)
-  if sum.failed > 0 then ctx.status = 1 end
+  if sum.failed > 0 or left then ctx.status = 1 end
   return sum
 end
 

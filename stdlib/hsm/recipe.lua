@@ -282,7 +282,7 @@ end
 -- position a Lua runtime error carries (the journal keeps the full text).
 local function plain(err)
   local text = tostring(err)
-  return (text:gsub("^[%w_/%.%-]+%.lua:%d+: ", ""):gsub("\n.*", ""))
+  return (text:gsub("^[%w_/%.%-]+%.lua:%d+: ", ""):gsub("\nstack traceback:.*", ""))
 end
 M.plain = plain
 

@@ -604,7 +604,45 @@ for rule in "C_GenerateKeyPair:1:CKR_DEVICE_ERROR" "C_GenerateKeyPair:1:CKR_DEVI
   check "$cmd: the source is unchanged" cmp -s "$work/src.state" src.now
 done
 
-# ---- 5. a kill, the source's data object replaced, then resume ----
+# ---- 5. kill, another program writes the destination, resume ----
+# Resume destroys, replaces or completes only what holds the key in flight (its KCV or
+# fingerprint, or the one journaled): never by label, ID or timing. The other program is
+# pkcs11-tool writing SoftHSM2 directly, between the kill and the resume.
+P11=(pkcs11-tool --module "$MODULE" --token-label dst --login --pin 1234)
+ref=secret-key/0102/aes256
+n=$(call_of "$ref" 3)
+# a) its own key under the in-flight label and ID: a conflict, the key untouched.
+reset_dst; rm -f "$J"
+migrate "kill:$n" --journal "$J"
+rc_is 137
+"${P11[@]}" --keygen --key-type AES:32 --label aes256 --id 0102 --usage-decrypt > p11.out 2>&1 ||
+  fail "pkcs11-tool --keygen aes256/0102 on dst: $(show p11.out)"
+state "$PDST" | grep -v hsmsh-lease > theirs.before   # (the killed run's lease goes: hsm.claim)
+theirs=$(awk -F'\t' '$1 == "secret-key" && $2 == "0102"' theirs.before)
+check "pkcs11-tool's aes256/0102 has a KCV ($theirs)" grep -qv none <<< "$theirs"
+hf "" resume "$J" --json
+check "kill:$n ($ref in flight), pkcs11-tool's key under its label and ID, resume: exit $rc, expected 1" [ "$rc" -eq 1 ]
+has err "now holds another key"
+lacks err "stack traceback"
+state "$PDST" | grep -v hsmsh-lease > theirs.after
+check "the resume left pkcs11-tool's key and everything else as it was: $(diff theirs.before theirs.after | tr '\n' '|')" \
+  cmp -s theirs.before theirs.after
+# b) an unnamed key of its own: left as it is, and the migration completes.
+reset_dst; rm -f "$J"
+migrate "kill:$n" --journal "$J"
+rc_is 137
+"${P11[@]}" --keygen --key-type AES:16 --usage-decrypt > p11.out 2>&1 ||
+  fail "pkcs11-tool --keygen (no label, no ID) on dst: $(show p11.out)"
+state "$PDST" > anon.before
+anon=$(awk -F'\t' '$1 == "secret-key" && $2 == "" && $3 == ""' anon.before)
+check "pkcs11-tool's unnamed key has a KCV ($anon)" grep -qv none <<< "$anon"
+hf "" resume "$J" --json
+rc_is 0
+state "$PDST" > dst.state
+check "kill:$n, pkcs11-tool's unnamed key, resume: the destination holds the expected objects and that key: $(diff <(sort "$E" - <<< "$anon") dst.state | tr '\n' '|')" \
+  cmp -s <(sort "$E" - <<< "$anon") dst.state
+
+# ---- 6. a kill, the source's data object replaced, then resume ----
 # The resume finds the object the killed run made in flight, with a value that is no longer
 # the source's: it must replace it, not add a second one. (Last: a new token src2 changes
 # the call numbering of everything above.)
@@ -634,6 +672,31 @@ state "$PSRC2" > src2.state
 state "$PDST" > dst.state
 check "kill:$N2:after (its C_CreateObject), the source's data object replaced, resume: the destination holds $(show dst.state), expected $(show src2.state)" \
   cmp -s src2.state dst.state
+
+# ---- 7. a source key without label or ID, a finished run, resume ----
+# Resuming a run that finished must change nothing: the unnamed key's migrated copy is the
+# source's key (its KCV), not something the run left behind.
+mk_token src3 || fail "softhsm2-util --init-token src3"
+cat > "$work/anon.lua" <<'LUA'
+local hsm = require("hsm")
+local s = hsm.token(arg[1])
+assert(s:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
+assert(s:generate{type = "AES", bits = 256, label = "named", id = "\9", CKA_EXTRACTABLE = true,
+  CKA_ENCRYPT = true})
+LUA
+"$HSMSH" "$work/anon.lua" "pkcs11:token=src3?pin-source=file:$work/pin" > out 2> err || fail "making src3: $(show err)"
+reset_dst; rm -f "$J"
+hf "" run generic/migrate from="pkcs11:token=src3?pin-source=file:$work/pin" to="$PDST" --json --journal "$J"
+rc_is 0
+state "pkcs11:token=src3?pin-source=file:$work/pin" > src3.state
+state "$PDST" > done.state
+check "src3 migrated: the destination holds $(show done.state), expected $(show src3.state)" cmp -s src3.state done.state
+hf "" resume "$J" --json
+rc_is 0
+lacks err "closed"
+state "$PDST" > dst.state
+check "resuming the finished run changed nothing on the destination: $(diff done.state dst.state | tr '\n' '|')" \
+  cmp -s done.state dst.state
 
 echo "total $((SECONDS - t0)) s"
 finish

@@ -221,10 +221,7 @@ return {
         local rows = {}
         for _, it in ipairs(st.plan.items) do rows[#rows + 1] = migrate.row(it) end
         ctx.say("%s", ui.table(rows, migrate.columns))
-        if st.plan.conflicts > 0 then
-          error(("%d conflict(s): the destination holds different objects under the same class, ID and label")
-            :format(st.plan.conflicts), 0)
-        end
+        migrate.refuse_conflicts(st.plan)
       end,
       apply = function(ctx)
         if not on(ctx, "destination", "finish") then return false end

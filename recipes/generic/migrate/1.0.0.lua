@@ -80,12 +80,10 @@ return {
           ctx.say("%s", ui.table(rows, migrate.columns))
         end
         local c = st.plan.counts
-        ctx.say("plan: %d to wrap, %d to copy, %d already there, %d blocked, %d conflicts",
-          c.wrap or 0, c.copy or 0, c.skip or 0, c.blocked or 0, c.conflict or 0)
-        if st.plan.conflicts > 0 then
-          error(("%d conflict(s): the destination already holds different objects under the same "
-            .. "class, ID and label (see the plan); nothing was written"):format(st.plan.conflicts), 0)
-        end
+        ctx.say("plan: %d to wrap, %d to copy, %d already there, %d blocked, %d conflicts%s",
+          c.wrap or 0, c.copy or 0, c.skip or 0, c.blocked or 0, c.conflict or 0,
+          c.unproven and (", %d left in place (not provably the interrupted run's)"):format(c.unproven) or "")
+        migrate.refuse_conflicts(st.plan)
       end,
     },
     {

@@ -134,10 +134,7 @@ return {
         local img = replicate.open(dst, p.image)          -- every check before the first write
         st.img = img
         local plan = replicate.plan(dst, img, {previous = ctx.previous})
-        if plan.conflicts > 0 then
-          error(("%d conflict(s): the destination holds different objects under the same class, ID and label; nothing was written")
-            :format(plan.conflicts), 0)
-        end
+        migrate.refuse_conflicts(plan)
         st.blocked = {}
         for _, it in ipairs(plan.items) do
           if it.strategy == "blocked" then st.blocked[it.ref] = it.reason or "blocked" end

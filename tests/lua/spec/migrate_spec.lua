@@ -200,41 +200,79 @@ describe("migrate apply", function()
     assert.equal(src:find({CKA_LABEL = "k128"}):kcv(), dst:find({CKA_LABEL = "k128"}):kcv())
   end)
 
-  it("removes a key a killed unwrap left without label or ID, and no other", function()
+  -- An AES key of a known value (a test value, never a real key); label and id may be nil.
+  local function aes_value(s, value, label, id)
+    return assert(s:create{CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = true,
+      CKA_LABEL = label, CKA_ID = id, CKA_VALUE = value, CKA_EXTRACTABLE = true,
+      CKA_SENSITIVE = true, CKA_ENCRYPT = true, CKA_DECRYPT = true})
+  end
+
+  it("removes a key without label or ID only when it holds the key in flight", function()
     local src <close> = hsm.token(H.new_token("stray-src"))
     local dst <close> = hsm.token(H.new_token("stray-dst"))
-    aes(src, "k", "\1")
-    -- There before the interrupted run (journaled): kept. Appeared during it: removed.
-    assert(dst:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true})
+    local k = aes_value(src, ("\7"):rep(32), "k", "\1")
+    -- There before the interrupted run (journaled): kept. Appeared during it: the one holding
+    -- the key in flight is removed; another program's (a different key) is left.
+    aes_value(dst, ("\8"):rep(32))
     local previous = {{event = "destination", counts = {["secret-key//"] = 1}},
-                      {event = "step", ref = "secret-key/01/k", step = "create"}}
-    assert(dst:generate{type = "AES", bits = 128, CKA_EXTRACTABLE = true})
+                      {event = "step", ref = "secret-key/01/k", step = "create", check = k:kcv()}}
+    local half = aes_value(dst, ("\7"):rep(32))
+    local foreign = aes_value(dst, ("\9"):rep(32))
     local t = transport.new(src, dst, {})
     local plan = migrate.plan(src, dst, {transport = t, previous = previous})
     assert.equal(1, #plan.strays)
+    assert.equal(half:kcv(), plan.strays[1]:kcv())
     local sum = migrate.apply(plan, {resumed = true})
     t.close()
     assert.equal(1, sum.removed)
     assert.equal(1, sum.migrated)
-    assert.equal(2, #assert(dst:find_all({CKA_CLASS = "CKO_SECRET_KEY"})))
+    local kcvs = {}
+    for _, o in ipairs(assert(dst:find_all({CKA_CLASS = "CKO_SECRET_KEY"}))) do kcvs[#kcvs + 1] = o:kcv() end
+    table.sort(kcvs)
+    assert.equal(3, #kcvs)   -- the one from before, the foreign one, and the migrated k
+    local joined = table.concat(kcvs, ",")
+    assert.truthy(joined:find(foreign:kcv(), 1, true))
+    assert.truthy(joined:find(k:kcv(), 1, true))
   end)
 
-  it("replaces what an interrupted run left half-made, and only that", function()
+  it("replaces what an interrupted run left only when it holds the key the run journaled", function()
     local src <close> = hsm.token(H.new_token("redo-src"))
     local dst <close> = hsm.token(H.new_token("redo-dst"))
-    aes(src, "k", "\1")
-    -- A previous run journaled "create" for this key and died; the object on the destination
-    -- with its class, ID and label holds another key (a half-made leftover).
-    aes(dst, "k", "\1")
+    -- The earlier run was carrying value A (journaled), and died; the source now holds B.
+    local a_dst = aes_value(dst, ("\1"):rep(32), "k", "\1")
+    local a_kcv = a_dst:kcv()
+    local b = aes_value(src, ("\2"):rep(32), "k", "\1")
     local t = transport.new(src, dst, {})
-    local previous = {{event = "step", ref = "secret-key/01/k", step = "create"}}
+    local previous = {{event = "step", ref = "secret-key/01/k", step = "create", check = a_kcv}}
     local plan = migrate.plan(src, dst, {transport = t, previous = previous})
     assert.equal("wrap", plan.items[1].strategy)
     local sum = migrate.apply(plan, {})
-    t.close()
     assert.equal(1, sum.migrated)
     local list = assert(dst:find_all({CKA_LABEL = "k"}))
     assert.equal(1, #list)
-    assert.equal(src:find({CKA_LABEL = "k"}):kcv(), list[1]:kcv())
+    assert.equal(b:kcv(), list[1]:kcv())
+    t.close()
+  end)
+
+  it("calls an in-flight ref holding another key a conflict, and touches nothing", function()
+    local src <close> = hsm.token(H.new_token("foreign-src"))
+    local dst <close> = hsm.token(H.new_token("foreign-dst"))
+    aes_value(src, ("\2"):rep(32), "k", "\1")
+    -- Another program wrote its own key under the in-flight label and ID after the kill.
+    local theirs = aes_value(dst, ("\3"):rep(32), "k", "\1")
+    local kcv = theirs:kcv()
+    local t = transport.new(src, dst, {})
+    for _, previous in ipairs({
+        {{event = "step", ref = "secret-key/01/k", step = "create", check = "000000"}},
+        {{event = "step", ref = "secret-key/01/k", step = "create"}}}) do   -- an older journal
+      local plan = migrate.plan(src, dst, {transport = t, previous = previous})
+      assert.equal("conflict", plan.items[1].strategy)
+      assert.matches("now holds another key", plan.items[1].reason, 1, true)
+      assert.has_error(function() migrate.apply(plan, {}) end)
+      local list = assert(dst:find_all({CKA_LABEL = "k"}))
+      assert.equal(1, #list)
+      assert.equal(kcv, list[1]:kcv())
+    end
+    t.close()
   end)
 end)

@@ -122,6 +122,14 @@ static int l_lab_dir(lua_State *L)
     return 1;
 }
 
+/* core.use_softhsm2_conf(path): the embedded SoftHSM2 of this process reads path (set before
+ * it is first loaded; hsmsh lab init --dir) */
+static int l_use_softhsm2_conf(lua_State *L)
+{
+    hsm_softhsm2_use_conf(luaL_checkstring(L, 1));
+    return 0;
+}
+
 /* core.methods(class) -> the method table of "hsm.Session" etc., for the stdlib to extend */
 static int l_methods(lua_State *L)
 {
@@ -351,7 +359,7 @@ int luaopen_hsm_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"uri_parse", l_uri_parse}, {"load", l_load}, {"default_module", l_default_module},
-        {"lab_dir", l_lab_dir}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
+        {"lab_dir", l_lab_dir}, {"use_softhsm2_conf", l_use_softhsm2_conf}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
         {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256},
         {"spki_attrs", l_spki_attrs}, {"pem_encode", l_pem_encode}, {"pem_decode", l_pem_decode},
         {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now}, {"sleep", l_sleep}, {"hex", l_hex}, {"unhex", l_unhex},

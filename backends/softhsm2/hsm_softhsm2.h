@@ -13,5 +13,7 @@ const char *hsm_softhsm2_lab_dir(char *buf, size_t buflen);
 /* Before SoftHSM2 is initialized: an explicit SOFTHSM2_CONF always wins; without one, the
  * lab's softhsm2.conf is used when the lab exists. */
 void hsm_softhsm2_prepare_env(void);
+/* Makes this process's SoftHSM2 read the configuration at path (before it is loaded). */
+void hsm_softhsm2_use_conf(const char *path);
 
 #endif

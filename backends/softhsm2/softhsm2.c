@@ -50,3 +50,8 @@ void hsm_softhsm2_prepare_env(void)
     if (access(path, R_OK) == 0)
         setenv("SOFTHSM2_CONF", path, 1);
 }
+
+void hsm_softhsm2_use_conf(const char *path)
+{
+    setenv("SOFTHSM2_CONF", path, 1);
+}

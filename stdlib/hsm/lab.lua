@@ -122,11 +122,20 @@ function M.fill_blue(s)
 end
 
 --- hsmsh lab init: idempotent.
+--- dir: where the lab lives (default core.lab_dir()); given, its tokens go there whatever
+--- SOFTHSM2_CONF says.
 function M.init(dir)
+  local given = dir ~= nil
   dir = dir or core.lab_dir()
+  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end   -- SoftHSM2 needs it absolute
   local conf = write_conf(dir)
   local env = os.getenv("SOFTHSM2_CONF")
-  if env and env ~= conf then
+  if given then
+    if env and env ~= conf then
+      io.stderr:write(("hsmsh: --dir %s: SOFTHSM2_CONF=%s is not used for the lab\n"):format(dir, env))
+    end
+    core.use_softhsm2_conf(conf)
+  elseif env and env ~= conf then
     io.stderr:write(("hsmsh: SOFTHSM2_CONF=%s is set and wins over the lab's %s\n"):format(env, conf))
   end
   local m = assert(core.load(nil))
@@ -142,6 +151,9 @@ function M.init(dir)
       created and "created" or "already there", M.user_pin, M.so_pin))
   end
   io.stderr:write(("lab: %s\n"):format(dir))
+  if given and conf ~= core.lab_dir() .. "/softhsm2.conf" then
+    io.stderr:write(("use it with: export SOFTHSM2_CONF=%s\n"):format(conf))
+  end
 end
 
 return M

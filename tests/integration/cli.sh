@@ -120,4 +120,18 @@ h run generic/inventory "$BLUE" --dry-run --json; rc_is 0; summary_is "$LAB_OBJE
 n=$(p11count "$labconf" blue)
 check "blue still has $LAB_OBJECTS objects after the runs (got $n)" [ "$n" = "$LAB_OBJECTS" ]
 
+# ---- lab init --dir DIR: the tokens under DIR, whatever SOFTHSM2_CONF or the default lab says ----
+for env in "" "SOFTHSM2_CONF=$labconf"; do
+  d=$work/lab-dir-${env:+env}x
+  if [ -n "$env" ]; then SOFTHSM2_CONF=$labconf h lab init --dir "$d"; else h lab init --dir "$d"; fi
+  rc_is 0
+  n=$(p11count "$d/softhsm2.conf" blue)
+  check "lab init --dir $d ${env:+($env)}: pkcs11-tool sees $LAB_OBJECTS objects on blue under DIR (got $n)" [ "$n" = "$LAB_OBJECTS" ]
+  check "lab init --dir: 2 tokens under $d/tokens (got $(ls "$d/tokens" 2>/dev/null | wc -l))" [ "$(ls "$d/tokens" | wc -l)" -eq 2 ]
+  cat out err > both; has both "export SOFTHSM2_CONF=$d/softhsm2.conf"
+done
+n=$(p11count "$labconf" blue)
+check "the default lab's blue is untouched by lab init --dir (got $n)" [ "$n" = "$LAB_OBJECTS" ]
+check "the default lab still has its 2 tokens" [ "$(ls "$XDG_DATA_HOME/hsmsh/lab/tokens" | wc -l)" -eq 2 ]
+
 finish

@@ -130,6 +130,16 @@ static int l_use_softhsm2_conf(lua_State *L)
     return 0;
 }
 
+/* core.key_type(name) -> the canonical CKK_ name of "AES", "ckk_aes", ... or nil */
+static int l_key_type(lua_State *L)
+{
+    CK_ULONG v;
+    if (hsm_value(HSM_NS_CKK, luaL_checkstring(L, 1), &v) != 0)
+        return 0;
+    lua_pushstring(L, hsm_name(HSM_NS_CKK, v));
+    return 1;
+}
+
 /* core.methods(class) -> the method table of "hsm.Session" etc., for the stdlib to extend */
 static int l_methods(lua_State *L)
 {
@@ -359,7 +369,7 @@ int luaopen_hsm_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"uri_parse", l_uri_parse}, {"load", l_load}, {"default_module", l_default_module},
-        {"lab_dir", l_lab_dir}, {"use_softhsm2_conf", l_use_softhsm2_conf}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
+        {"lab_dir", l_lab_dir}, {"use_softhsm2_conf", l_use_softhsm2_conf}, {"key_type", l_key_type}, {"methods", l_methods}, {"spki_rsa", l_spki_rsa},
         {"spki_ec", l_spki_ec}, {"spki_cert", l_spki_cert}, {"sha256", l_sha256},
         {"spki_attrs", l_spki_attrs}, {"pem_encode", l_pem_encode}, {"pem_decode", l_pem_decode},
         {"append_synced", l_append_synced}, {"isatty", l_isatty}, {"now", l_now}, {"sleep", l_sleep}, {"hex", l_hex}, {"unhex", l_unhex},

@@ -89,7 +89,7 @@ function M.read_components(s, sources, confirm)
       raw, err = core.secret_prompt(("Enter key component %d (hex, not shown): "):format(i))
     else
       local path = src:match("^file:(.+)$")
-      if not path then error(("component %d: expected file:PATH or prompt, got '%s'"):format(i, src), 0) end
+      if not path then error(("component %d: expected file:PATH or prompt (not shown: it may be the component)"):format(i), 0) end
       raw, err = core.secret_file(path)
     end
     if not raw then error(("component %d: %s"):format(i, tostring(err)), 0) end

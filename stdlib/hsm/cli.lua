@@ -29,7 +29,8 @@ function M.run(spec, ...)
     elseif a:sub(1, 2) == "--" then return usage(("unknown option '%s' for run"):format(a))
     else
       local k, v = a:match("^([%w_%-]+)=(.*)$")
-      if not k then return usage(("expected name=value, got '%s'"):format(a)) end
+      -- (the argument is not shown: a PIN typed on its own would be echoed)
+      if not k then return usage(("argument %d after the recipe is not name=value"):format(i)) end
       assigns[k] = v
     end
     i = i + 1

@@ -70,7 +70,7 @@ local function passphrase(ctx, i)
   local sec, err
   if path then sec, err = core.secret_file(path)
   elseif src == "prompt" then sec, err = core.secret_prompt(("Passphrase for share %d: "):format(i))
-  else error(("passphrases: expected file:PATH or prompt, got '%s'"):format(src), 0) end
+  else error(("passphrases: entry %d must be file:PATH or prompt (not shown: it may be the passphrase)"):format(i), 0) end
   if not sec then error(("passphrase %d: %s"):format(i, err), 0) end
   return sec
 end

@@ -55,7 +55,9 @@ function M.filter(spec)
       if not ok then error(("filter class=%s: one of secret-key, private-key, public-key, certificate, data"):format(v), 0) end
       tests[#tests + 1] = function(a) return SHORT[a.CKA_CLASS] == v end
     elseif k == "type" or k == "key_type" then
-      tests[#tests + 1] = function(a) return (a.CKA_KEY_TYPE or ""):gsub("^CKK_", "") == v:upper() end
+      local kt = core.key_type(v)
+      if not kt then error(("filter type=%s is not a PKCS#11 key type (AES, DES3, RSA, EC, GENERIC_SECRET, ...)"):format(v), 0) end
+      tests[#tests + 1] = function(a) return a.CKA_KEY_TYPE == kt end
     else
       error(("unknown filter '%s' (label, id, class, type)"):format(k), 0)
     end

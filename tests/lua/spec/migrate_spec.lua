@@ -43,7 +43,8 @@ describe("migrate.filter", function()
   end)
   it("names a bad clause", function()
     for spec, want in pairs({["colour=red"] = "unknown filter 'colour'", ["id=xyz"] = "not hex",
-                             ["label"] = "not name=value", ["class=key"] = "class=key"}) do
+                             ["label"] = "not name=value", ["class=key"] = "class=key",
+                             ["type=NOPE"] = "type=NOPE is not a PKCS#11 key type"}) do
       local ok, err = pcall(migrate.filter, spec)
       assert.is_false(ok)
       assert.matches(want, err, 1, true)

@@ -174,6 +174,12 @@ run_hsmsh() {   # ROUND: a migration into an empty dst, then the same command ag
     --journal "$work/rejournal.$1"
   summary "rerun.$1" 0 "$N"
   expect_count dst "$N" "hsmsh re-run"
+  # The same migration without the SoftHSM2 guard (backends/softhsm2/guard.c): its cost.
+  reset_dst
+  HSMSH_SOFTHSM2_GUARD=0 timed "unguarded.$1" "$HSMSH" run generic/migrate "from=$SRC" \
+    "to=$DST" --json --journal "$work/ujournal.$1"
+  summary "unguarded.$1" "$N" 0
+  expect_count dst "$N" "hsmsh migrate, guard off"
 }
 # Odd rounds run raw rsa-aes just before hsmsh, even rounds just after (ABBA), so a drift in
 # the machine's load weighs on both; each round's own ratio is kept as well.
@@ -302,6 +308,7 @@ row() {   # LABEL NAME KEYS
 row "raw rsa-aes (C)" raw_rsa "$N"
 row "raw kwp floor (C)" raw_kwp "$N"
 row "hsmsh migrate" mig "$N"
+row "hsmsh migrate, SoftHSM2 guard off" unguarded "$N"
 row "hsmsh re-run (all skipped)" rerun "$N"
 row "hsmsh dry-run (plan, dst empty)" dry "$N"
 row "hsmsh dry-run (plan, dst full)" dryfull "$N"
@@ -315,6 +322,9 @@ loops=$(for ((r = 1; r <= REPEAT; r++)); do
 echo "raw rsa-aes loop alone (no setup), keys/s per round: $loops"
 echo "key creation on src: $(rate "$N" "${SECS[create]}") keys/s"
 read -r mig _ _ _ <<< "$(stats mig)"
+read -r unguarded _ _ _ <<< "$(stats unguarded)"
+echo "SoftHSM2 guard: migrate with it / without it: $(awk -v a="$mig" -v b="$unguarded" \
+  'BEGIN { printf "%.2f", a / b }') of the time (flock per call, exclusive for writes)"
 echo "hsmsh migrate / raw rsa-aes: $(ratio "$(rate "$N" "$mig")" "$rawrate") from the medians;" \
   "per round ${RATIOS[*]}, median $(median "${RATIOS[@]}" | awk '{ printf "%.2f", $1 }')" \
   "(goal: >= 0.90)"

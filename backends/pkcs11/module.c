@@ -168,7 +168,11 @@ hsm_module *hsm_module_load_init(const char *path_or_name, const char *init_rese
         hsm_err_set(err, "cannot load PKCS#11 module %s: %s", m->path, dlerror());
         goto fail;
     }
-    if (bind_functions(m, err) != 0 || initialize(m, err) != 0)
+    if (bind_functions(m, err) != 0)
+        goto fail;
+    if (hsm_softhsm2_is(m->path))
+        m->fl = hsm_softhsm2_guard(m->fl);
+    if (initialize(m, err) != 0)
         goto fail;
     m->refs = 1;
     m->next = loaded;

@@ -15,5 +15,9 @@ const char *hsm_softhsm2_lab_dir(char *buf, size_t buflen);
 void hsm_softhsm2_prepare_env(void);
 /* Makes this process's SoftHSM2 read the configuration at path (before it is loaded). */
 void hsm_softhsm2_use_conf(const char *path);
+/* SoftHSM2's function list wrapped so that its file writes and every other hsmsh process's
+ * calls exclude each other (guard.c says why); fl itself when that cannot be set up. */
+struct _CK_FUNCTION_LIST;
+struct _CK_FUNCTION_LIST *hsm_softhsm2_guard(struct _CK_FUNCTION_LIST *fl);
 
 #endif

@@ -6,7 +6,10 @@
 #  - another "machine" (its own lock directory and host name, the same token directory)
 #    refuses too, on the token's lease alone;
 #  - the holder killed with -9: on its own host the next run proves it gone and takes over
-#    (journaled);
+#    (journaled); on another host only once its lease expired;
+#  - two migrations started at once: with --wait both succeed and the second finds every
+#    key there; without, one refuses; never a key twice; a resume beside the live run of its
+#    journal refuses, naming its pid;
 #  - a new run refuses a journal holding another run; a cut last line is set aside on resume;
 #  - so_pin=, pin-source= and components= given a literal secret: the message names the
 #    parameter and not the value.
@@ -47,6 +50,18 @@ h run generic/migrate from="$SRC" to="$DST"
 rc_is 0
 check "one key on dst after the takeover (count $(count))" [ "$(count)" = 1 ]
 
+# Another host cannot prove a holder dead: its lease is taken over only once it expired.
+HSMSH_LEASE_TTL=3 "$HSMSH" "$work/hold.lua" "$DST" > hold.out 2>&1 &
+holder=$!
+for _ in $(seq 50); do grep -q held hold.out 2>/dev/null && break; sleep 0.1; done
+kill -9 "$holder"; wait "$holder" 2>/dev/null
+t_kill=$SECONDS
+HSMSH_LOCK_DIR=$work/locks-b HSMSH_HOST=host-b h run generic/migrate from="$SRC" to="$DST"
+rc_is 1; has err "in use by pid $holder on host host-a"
+sleep $((4 - (SECONDS - t_kill)))
+HSMSH_LOCK_DIR=$work/locks-b HSMSH_HOST=host-b h run generic/migrate from="$SRC" to="$DST" --journal "$work/jb"
+rc_is 0; has "$work/jb" '"event":"claim-takeover"'; has "$work/jb" "expired"
+
 # Same host: a killed holder is proven gone at once.
 HSMSH_LEASE_TTL=600 "$HSMSH" "$work/hold.lua" "$DST" > hold.out 2>&1 &
 holder=$!
@@ -56,6 +71,42 @@ h run generic/migrate from="$SRC" to="$DST" --journal "$work/ja"
 rc_is 0; has "$work/ja" '"event":"claim-takeover"'; has "$work/ja" "is gone"
 check "still one key on dst (count $(count))" [ "$(count)" = 1 ]
 check "no lease left on dst" [ "$(U="$DST" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) print(#assert(s:find_all{CKA_APPLICATION = "hsmsh-lease"}))')" = 0 ]
+
+# Two migrations started at once into one token: with --wait the second queues behind the
+# first and then finds every key there; without it, it refuses. Never a key twice.
+U="$SRC" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) for i = 2, 40 do assert(s:generate{type = "AES", bits = 128, label = "k" .. i, id = string.char(i), CKA_EXTRACTABLE = true, CKA_ENCRYPT = true}) end' || fail "making 39 more source keys"
+both() {  # both OPTS: two runs at once; their exit codes in rc1 rc2, outputs in r1.* r2.*
+  "$HSMSH" run generic/migrate from="$SRC" to="$DST" --json "$@" --journal "$work/j1" > r1.out 2> r1.err & p1=$!
+  "$HSMSH" run generic/migrate from="$SRC" to="$DST" --json "$@" --journal "$work/j2" > r2.out 2> r2.err & p2=$!
+  wait $p1; rc1=$?; wait $p2; rc2=$?
+  rm -f "$work/j1" "$work/j2"
+}
+U="$DST" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) for _, o in ipairs(assert(s:objects())) do o:destroy() end'
+both --wait
+check "two runs with --wait both succeed (exits $rc1 $rc2: $(show r1.err) $(show r2.err))" [ "$rc1$rc2" = 00 ]
+check "exactly 40 keys on dst after two concurrent runs (count $(count))" [ "$(count)" = 40 ]
+m=$(cat r1.out r2.out | grep -o '"migrated":[0-9]*' | sort | tr '\n' ' ')
+check "one run migrated 40, the other none ($m)" [ "$m" = '"migrated":0 "migrated":40 ' ]
+U="$DST" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) for _, o in ipairs(assert(s:objects())) do o:destroy() end'
+both
+check "two runs without --wait: one succeeds, one refuses or finds all there (exits $rc1 $rc2)" \
+  grep -qxE '01|10|00' <<< "$rc1$rc2"
+[ "$rc1" = 1 ] && { cp r1.err refused.err; }; [ "$rc2" = 1 ] && { cp r2.err refused.err; }
+[ -f refused.err ] && { cmd="the refused run"; has refused.err "is in use by pid"; }
+check "still exactly 40 keys on dst (count $(count))" [ "$(count)" = 40 ]
+
+# A resume beside the live run of its journal refuses, naming it: the run below waits for
+# a holder's claim with its journal open.
+HSMSH_LEASE_TTL=600 "$HSMSH" "$work/hold.lua" "$DST" > hold.out 2>&1 &
+holder=$!
+for _ in $(seq 50); do grep -q held hold.out 2>/dev/null && break; sleep 0.1; done
+"$HSMSH" run generic/migrate from="$SRC" to="$DST" --wait --journal "$work/jl" > live.out 2> live.err & live=$!
+for _ in $(seq 50); do [ -s "$work/jl" ] && break; sleep 0.1; done
+h resume "$work/jl"
+rc_is 1; has err "pid $live"; one_line
+kill "$holder"; wait "$holder" 2>/dev/null
+wait "$live"; rc=$?; cmd="the waiting run, once the holder ended"; rc_is 0
+check "still exactly 40 keys on dst (count $(count))" [ "$(count)" = 40 ]
 
 # Journals: one run each; a cut last line is set aside.
 h run generic/migrate from="$SRC" to="$DST" --journal "$work/ja"

@@ -1,5 +1,6 @@
 /* l_secret.c - hsm.Secret: PINs and key components in locked memory, zeroized on close,
  * printed as <secret>, never turned into a Lua string. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,11 +184,15 @@ static int l_secret_write(lua_State *L)
         off += (size_t)n;
     }
     int ok = off == s->len && fsync(fd) == 0;
-    close(fd);
+    int e = ok ? 0 : errno ? errno : EIO;
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
     if (!ok) {
         unlink(path);
         lua_pushnil(L);
-        lua_pushfstring(L, "cannot write %s", path);
+        lua_pushfstring(L, "cannot write %s: %s", path, strerror(e));
         return 2;
     }
     lua_pushboolean(L, 1);

@@ -17,6 +17,7 @@ local attrs = require("hsm.attrs")
 local wrap = require("hsm.wrap")
 local migrate = require("hsm.migrate")
 local verify = require("hsm.verify")
+local output = require("hsm.output")
 
 local M = {}
 
@@ -114,8 +115,10 @@ local function record(kind, payload) return string.pack(">c1I4", kind, #payload)
 --- for other formats built on this one (hsm.replicate's token images): kind={magic=,
 --- format=}, header={extra header fields, inside the MAC}, trusted=true (key is
 --- CKA_TRUSTED: keys with CKA_WRAP_WITH_TRUSTED may travel), seal=fn(tmp_path) (appends
---- more before the file appears)}.
---- Returns {objects=, keys=, blocked=}. The file appears only when complete and authenticated.
+--- more before the file appears), check_seal=fn(tmp_path, parsed) (raises unless it verifies),
+--- replace=true (may replace an existing file: --yes or overwrite=true)}.
+--- Returns {objects=, keys=, blocked=}. The file appears only when complete, read back and
+--- authenticated; an existing file is never replaced unless opts.replace.
 function M.backup(src, key, path, opts)
   opts = opts or {}
   local kat = wrap.kat(src, WRAP_MECH)
@@ -140,12 +143,14 @@ function M.backup(src, key, path, opts)
     objects = #items, archive_key = {kcv = keys.kcv(key) or M.value_kcv(src, key)},
     custody = opts.custody, mac_key = keys.hex(mac_blob)}
   for k, v in pairs(opts.header or {}) do header[k] = v end
-  local tmp = path .. ".tmp"
-  local f, ferr = io.open(tmp, "wb")
-  if not f then error(("cannot write %s"):format(ferr), 0) end
-  local ok, werr = pcall(function()
+  -- Checked, verified, never over an existing file (hsm.output); the MAC is computed over
+  -- the bytes read back only once they are proven to be the bytes meant (SHA-256).
+  local out = output.open(path, {replace = opts.replace, what = kind.name})
+  local meant = core.sha256_stream()
+  local function put(data) out:write(data); meant:update(data) end
+  local ok, res = pcall(function()
     local hj = json.encode(header)
-    f:write(kind.magic, string.pack(">I2I4", VERSION, #hj), hj)
+    put(kind.magic .. string.pack(">I2I4", VERSION, #hj) .. hj)
     local sum = {objects = 0, keys = 0, blocked = 0}
     for _, it in ipairs(items) do
       local cls = it.a.CKA_CLASS
@@ -168,29 +173,33 @@ function M.backup(src, key, path, opts)
           sum.blocked = sum.blocked + 1
         end
       end
-      f:write(record("O", json.encode(entry)))
-      if blob then f:write(record("B", blob)) end
+      put(record("O", json.encode(entry)))
+      if blob then put(record("B", blob)) end
       sum.objects = sum.objects + 1
       if opts.on_item then opts.on_item(entry) end
     end
-    f:write(record("Z", json.encode({objects = sum.objects})))
-    f:close()
-    -- The MAC over everything written, streamed from the file, computed in the HSM.
-    local mac = M.mac_file(src, mac_key, tmp)
-    local ok2, aerr = core.append_synced(tmp, TRAILER .. string.pack(">I2", #mac) .. mac)
-    if not ok2 then error(aerr, 0) end
-    if opts.seal then opts.seal(tmp) end
-    local rok, rerr = os.rename(tmp, path)
-    if not rok then error(rerr, 0) end
+    put(record("Z", json.encode({objects = sum.objects})))
+    out:flush()
+    local back = core.sha256_stream()
+    M.stream_file(out.tmp, nil, function(chunk) back:update(chunk) end)
+    if back:final() ~= meant:final() then error("the bytes read back differ from those written", 0) end
+    local mac = M.mac_file(src, mac_key, out.tmp)
+    out:write(TRAILER .. string.pack(">I2", #mac) .. mac)
+    out:flush()
+    if opts.seal then opts.seal(out.tmp) end
+    out:commit(function(tmp)
+      local a = M.parse(tmp, kind)
+      if M.mac_file(src, mac_key, tmp, a.body_end, a.mac) ~= true then error("its MAC does not verify", 0) end
+      if opts.check_seal then opts.check_seal(tmp, a) end
+    end)
     return sum
   end)
   mac_key:destroy()
   if not ok then
-    pcall(f.close, f)
-    os.remove(tmp)
-    error(werr, 0)
+    out:abort()
+    error(res, 0)
   end
-  return werr
+  return res
 end
 
 --- Calls each(chunk) over a file's first `upto` bytes (all of it by default), 64 KiB at a

@@ -12,6 +12,7 @@ local keys = require("hsm.keys")
 local archive = require("hsm.archive")
 local migrate = require("hsm.migrate")
 local ui = require("hsm.ui")
+local output = require("hsm.output")
 
 local M = {}
 
@@ -190,6 +191,14 @@ function M.recipe(spec)
           local p, st = ctx.params, ctx.state
           st.s = ctx.token(p.token, {write = p.side == "restore" or p.keep_key == true})
           if p.side == "backup" then
+            -- Before anything is made: an archive or share handed out is never replaced by
+            -- surprise (an old share set would no longer open a new file of the same name).
+            output.check_new(p.file, output.may_replace(ctx), "archive")
+            if spec.scheme == "xor" or spec.scheme == "shamir" then
+              for i = 1, tonumber(p.m) or 0 do
+                output.check_new(("%s/share-%d"):format(p.shares, i), false, "share " .. i)
+              end
+            end
             st.filter = migrate.filter(p.filter)
             local rows, blocked = {}, 0
             local items, all = migrate.index(st.s, st.filter)
@@ -225,8 +234,10 @@ function M.recipe(spec)
         apply = function(ctx)
           local p, st = ctx.params, ctx.state
           if p.side ~= "backup" then return false end
+          if p.shares then output.dir(p.shares, "share directory") end
           local key, custody = M.new_key(ctx, st.s, spec.scheme)
           local sum = archive.backup(st.s, key, p.file, {items = st.items, all_items = st.all_items, custody = custody,
+            replace = output.may_replace(ctx),
             on_item = function(e)
               ctx.emit({event = "object", ref = e.ref, status = e.reason and "blocked" or "exported",
                         reason = e.reason, _order = {"event", "ref", "status"}})

@@ -6,22 +6,19 @@
 ---                      material), check value, evidence for the destination's checks, and
 ---                      for keys the name and SHA-256 of the wrapped blob
 ---   key-NNNN.bin       one wrapped blob per key
---- Files are written whole under a temporary name, synced, then renamed into place.
+--- Files are written whole under a temporary name, synced, read back, then renamed into place.
 local core = require("hsm.core")
 local json = require("hsm.json")
 local attrs = require("hsm.attrs")
 local keys = require("hsm.keys")
+local output = require("hsm.output")
 
 local M = {}
 
---- Writes a file atomically. Raises naming the file.
+--- Writes a file atomically, read back before it takes its name (hsm.output). Exchange files
+--- are a split procedure's working files, rewritten when a side runs again. Raises naming it.
 function M.write(path, data)
-  local tmp = path .. ".tmp"
-  os.remove(tmp)
-  local ok, err = core.append_synced(tmp, data)
-  if not ok then error(("cannot write %s: %s"):format(path, err), 0) end
-  ok, err = os.rename(tmp, path)
-  if not ok then error(("cannot write %s: %s"):format(path, err), 0) end
+  output.write(path, data, {replace = true, what = "exchange file"})
 end
 
 --- Reads a whole file. Raises naming the file.

@@ -99,6 +99,13 @@ local function own_identity(s)
   return id
 end
 
+--- SHA-512 of a file's first n bytes (all of it by default), streamed.
+local function digest_file(path, n)
+  local d = core.sha256_stream(512)
+  archive.stream_file(path, n, function(chunk) d:update(chunk) end)
+  return d:final()
+end
+
 --- Makes the image of src's token for the HSM whose PIC is dest_pic. The destination must be
 --- a trusted peer of the source (mutual trust first, as the seed's step 1). opts: {filter=,
 --- transport= (a trusted T from trusted_transport), on_item=}. Returns the summary and the
@@ -135,17 +142,17 @@ function M.make(src, dest_pic, path, opts)
   }}
   local ok, sum = pcall(archive.backup, src, t, path, {kind = IMAGE, header = header,
     filter = opts.filter, trusted = t.CKA_TRUSTED == true, on_item = opts.on_item,
-    seal = function(tmp) M.sign_file(src, id.pik, tmp) end})
+    seal = function(tmp) M.sign_file(src, id.pik, tmp) end, replace = opts.replace,
+    check_seal = function(tmp, a)   -- the signature read back, checked with our own public key
+      local tail = a.tail
+      if not (id.pik_pub and src:verify("CKM_ECDSA", id.pik_pub, digest_file(tmp, a.size - IMAGE.tail),
+                                        tail:sub(#SIG_TRAILER + 3)) == true) then
+        error("its signature does not verify", 0)
+      end
+    end})
   if made_t then t:destroy() end
   if not ok then error(sum, 0) end
   return sum, header.image
-end
-
---- SHA-512 of a file's first n bytes (all of it by default), streamed.
-local function digest_file(path, n)
-  local d = core.sha256_stream(512)
-  archive.stream_file(path, n, function(chunk) d:update(chunk) end)
-  return d:final()
 end
 
 --- Appends the signature trailer: ECDSA (on the token, CKM_ECDSA) over SHA-512 of the file.

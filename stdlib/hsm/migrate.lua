@@ -183,6 +183,27 @@ function M.ghosts(session)
   return list
 end
 
+--- On resume: removes the ghosts (above) on dst that hold a key the journal had in flight
+--- (its check value; hsm.provenance) and leaves any other, on dst or src (the source is never
+--- written). Returns how many were removed and how many were left.
+function M.clear_ghosts(ctx, dst, src)
+  local inflight = {}
+  for _, checks in pairs(M.inflight(ctx.previous)) do
+    for c in pairs(checks) do inflight[c] = true end
+  end
+  local removed, left = 0, #M.ghosts(src)
+  for _, ghost in ipairs(M.ghosts(dst)) do
+    if provenance.judge(ghost, inflight) == "ours" then
+      ctx.journal({event = "step", step = "destroy-ghost", side = "destination"})
+      ghost:destroy()
+      removed = removed + 1
+    else
+      left = left + 1
+    end
+  end
+  return removed, left
+end
+
 M.blocker = blocker
 M.index = index
 M.check_of = check_of

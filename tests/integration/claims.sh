@@ -8,8 +8,8 @@
 #  - the holder killed with -9: on its own host the next run proves it gone and takes over
 #    (journaled); on another host only once its lease expired;
 #  - two migrations started at once: with --wait both succeed and the second finds every
-#    key there; without, one refuses; never a key twice; a resume beside the live run of its
-#    journal refuses, naming its pid;
+#    key there; without, one refuses; never a key twice; two restores of one archive onto
+#    one token likewise; a resume beside the live run of its journal refuses, naming its pid;
 #  - a new run refuses a journal holding another run; a cut last line is set aside on resume;
 #  - so_pin=, pin-source= and components= given a literal secret: the message names the
 #    parameter and not the value.
@@ -94,6 +94,29 @@ check "two runs without --wait: one succeeds, one refuses or finds all there (ex
 [ "$rc1" = 1 ] && { cp r1.err refused.err; }; [ "$rc2" = 1 ] && { cp r2.err refused.err; }
 [ -f refused.err ] && { cmd="the refused run"; has refused.err "is in use by pid"; }
 check "still exactly 40 keys on dst (count $(count))" [ "$(count)" = 40 ]
+
+# Two restores of one archive onto one token at once: the same rule as for migrations.
+printf '0832240A34365AEB8273A6535EF80FA99CB5FCE8D2A19EE1977CB8D664F86968\n' > "$work/c1"
+printf '263FF91EE9C7A5ECC58AFFA35B4F6A5443F0DA3B5ABE60FB45260AEA8C9458F7\n' > "$work/c2"
+RESTORE=(protectserver/backup-file components="file:$work/c1,file:$work/c2" kcvs=9c1884,62a639)
+h run "${RESTORE[@]}" side=backup token="$SRC" file="$work/src.arc"
+rc_is 0
+softhsm2-util --init-token --free --label rr --pin 1234 --so-pin 12345678 > /dev/null
+RR="pkcs11:token=rr?pin-source=file:$work/pin"
+rcount() { U="$RR" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) local n = 0 for _, o in ipairs(assert(s:objects())) do if o.class == "CKO_SECRET_KEY" then n = n + 1 end end print(n)'; }
+for wait in --wait ""; do
+  "$HSMSH" run "${RESTORE[@]}" side=restore token="$RR" file="$work/src.arc" --yes $wait > q1.out 2> q1.err & p1=$!
+  "$HSMSH" run "${RESTORE[@]}" side=restore token="$RR" file="$work/src.arc" --yes $wait > q2.out 2> q2.err & p2=$!
+  wait $p1; rc1=$?; wait $p2; rc2=$?
+  if [ -n "$wait" ]; then
+    check "two restores with --wait both succeed (exits $rc1 $rc2: $(show q1.err) $(show q2.err))" [ "$rc1$rc2" = 00 ]
+  else
+    check "two restores without --wait: neither fails but by refusing (exits $rc1 $rc2: $(show q1.err) $(show q2.err))" \
+      grep -qxE '01|10|00' <<< "$rc1$rc2"
+  fi
+  check "exactly 40 keys on the restored token after two restores at once $wait (count $(rcount))" [ "$(rcount)" = 40 ]
+  U="$RR" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U")) for _, o in ipairs(assert(s:objects())) do o:destroy() end'
+done
 
 # A resume beside the live run of its journal refuses, naming it: the run below waits for
 # a holder's claim with its journal open.

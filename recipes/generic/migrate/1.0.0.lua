@@ -12,15 +12,14 @@ local function setup(ctx)
   st.src, st.dst = ctx.token(p.from), ctx.token(p.to, {write = true})
   st.filter = migrate.filter(p.filter)
   if ctx.previous and not ctx.dry_run then
-    -- Resuming: remove what a killed run's half-made session objects left behind.
-    for side, s in pairs({source = st.src, destination = st.dst}) do
-      for _, ghost in ipairs(migrate.ghosts(s)) do
-        ctx.journal({event = "step", step = "destroy-ghost", side = side})
-        ghost:destroy()
-        st.ghosts = (st.ghosts or 0) + 1
-      end
+    -- Resuming: a killed run's half-made session objects on the destination, when proven.
+    local removed, left = migrate.clear_ghosts(ctx, st.dst, st.src)
+    if removed > 0 then ctx.say("removed %d session object(s) a killed run left behind", removed) end
+    if left > 0 then
+      ctx.say("left %d session object(s) whose key cannot be proven one this run had in flight " ..
+        "(SoftHSM2 keeps a killed process's half-made object as a file; remove it with " ..
+        "pkcs11-tool once you know whose it is)", left)
     end
-    if st.ghosts then ctx.say("removed %d session object(s) a killed run left behind", st.ghosts) end
   end
   st.transport = transport.new(st.src, st.dst, {kind = p.transport, kek = p.kek,
                                                     keep = p.keep_transport and not ctx.dry_run})

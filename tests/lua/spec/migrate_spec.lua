@@ -277,3 +277,33 @@ describe("migrate apply", function()
     t.close()
   end)
 end)
+
+describe("migrate.clear_ghosts", function()
+  it("removes a session object holding a key in flight and leaves any other, and the source's", function()
+    local src <close> = hsm.token(H.new_token("ghost-src"))
+    local dst <close> = hsm.token(H.new_token("ghost-dst"))
+    local function session_key(s, byte)
+      return assert(s:create({CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false,
+        CKA_VALUE = string.char(byte):rep(32), CKA_ENCRYPT = true}))
+    end
+    local ours, foreign = session_key(dst, 1), session_key(dst, 2)
+    session_key(src, 1)   -- the same key on the source: never touched
+    local check = assert(migrate.check_of(ours, attrs.capture(ours)))
+    assert.is_truthy(migrate.check_of(foreign, attrs.capture(foreign)))
+    local journal = {}
+    local ctx = {previous = {{event = "step", step = "create", ref = "secret-key/01/k", check = check}},
+                 journal = function(ev) journal[#journal + 1] = ev end}
+    local removed, left = migrate.clear_ghosts(ctx, dst, src)
+    assert.equal(1, removed)
+    assert.equal(2, left)   -- the foreign one on dst, the one on src
+    assert.equal(1, #migrate.ghosts(dst))
+    assert.equal(1, #migrate.ghosts(src))
+    assert.equal("destroy-ghost", journal[1].step)
+    -- a finished ref is no longer in flight: nothing is proven ours then
+    ctx.previous[2] = {event = "step", step = "done", ref = "secret-key/01/k"}
+    session_key(dst, 1)
+    removed, left = migrate.clear_ghosts(ctx, dst, src)
+    assert.equal(0, removed)
+    assert.equal(3, left)
+  end)
+end)

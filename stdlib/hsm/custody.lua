@@ -120,6 +120,14 @@ function M.new_key(ctx, s, scheme)
     file:close()
     sh.share:close()
     if not ok then error(("cannot write share %d: %s"):format(i, err), 0) end
+    -- Read back and decoded before the run goes on: a share that does not open is no share.
+    local raw, rerr = core.secret_read(path)
+    local d, derr = raw and core.share_decode(raw, sh.passphrase)
+    if raw then raw:close() end
+    if not d or d.index ~= sh.index or d.set_id ~= sh.set_id or d.set_check ~= sh.set_check then
+      error(("share %d %s does not read back: %s"):format(i, path, tostring(rerr or derr or "another share")), 0)
+    end
+    d.share:close()
     ctx.say("wrote %s (share %d of %d%s)", path, i, m, sh.passphrase and ", passphrase-protected" or "")
   end
   return import_key(s, secret), {scheme = scheme, threshold = n, count = m,

@@ -36,7 +36,7 @@ static void harden(void)
 static int is_subcommand(const char *s)
 {
     return strcmp(s, "run") == 0 || strcmp(s, "resume") == 0 || strcmp(s, "recipes") == 0 ||
-           strcmp(s, "lab") == 0 || strcmp(s, "help") == 0 ||
+           strcmp(s, "lab") == 0 || strcmp(s, "route") == 0 || strcmp(s, "help") == 0 ||
            strcmp(s, "complete") == 0; /* complete: for the bash completion, not listed */
 }
 

@@ -1,4 +1,4 @@
---- hsm.cli: the subcommands of the command line (run, resume, recipes, lab).
+--- hsm.cli: the subcommands of the command line (run, resume, recipes, lab, route).
 --- Each returns the exit status: 0 ok, 1 error, 2 usage.
 local recipe = require("hsm.recipe")
 
@@ -109,6 +109,65 @@ function M.lab(sub, ...)
     else return usage(("unknown option '%s' for lab init"):format(args[i])) end
   end
   require("hsm.lab").init(dir)
+  return 0
+end
+
+--- hsmsh route init|set|status STATE ...: the routing module's state (hsm.route).
+local ROUTE_KEYS = {init = {blue = true, green = true, weights = true, write = true, mode = true},
+                    set = {weights = true, write = true, mode = true}, status = {}}
+function M.route(sub, path, ...)
+  local allowed = ROUTE_KEYS[sub or ""]
+  if not allowed then
+    return usage("route knows: route init STATE blue=URI green=URI, route set STATE [weights=B/G] " ..
+      "[write=blue|green] [mode=normal|limited-write], route status STATE [--json]")
+  end
+  if not path or path:sub(1, 1) == "-" or path:find("=", 1, true) then
+    return usage(("route %s needs the state file first"):format(sub))
+  end
+  local opts, as_json = {}, false
+  for _, a in ipairs(table.pack(...)) do
+    local k, v = a:match("^([%w_-]+)=(.*)$")
+    if a == "--json" and sub == "status" then as_json = true
+    elseif k and allowed[k] then opts[k] = v
+    else
+      -- (an unknown argument is named, not its value: it may be a URI with a PIN in it)
+      return usage(("route %s: unknown argument %s"):format(sub, k and ("'" .. k .. "='") or
+        (a:sub(1, 1) == "-" and ("'" .. a .. "'") or "(not KEY=VALUE)")))
+    end
+  end
+  local route = require("hsm.route")
+  if sub == "init" then
+    local st = route.init(path, opts)
+    print(("route state %s: generation %d, weights %s, write %s, mode %s"):format(path, st.generation,
+      st.weights, st.write, st.mode))
+    print(("applications: load the module with HSMSH_ROUTE_STATE=%s"):format(path))
+  elseif sub == "set" then
+    local st = route.set(path, opts)
+    print(("route state %s: generation %d, weights %s, write %s, mode %s"):format(path, st.generation,
+      st.weights, st.write, st.mode))
+  else
+    local r = route.status(path)
+    if as_json then print(require("hsm.json").encode(r)) return 0 end
+    local st = r.state
+    print(("generation %d, weights %s, write %s, mode %s"):format(st.generation, st.weights, st.write, st.mode))
+    print(("blue  %s\ngreen %s"):format(st.blue, st.green))
+    local rows = {}
+    for _, s in ipairs({"blue", "green"}) do
+      local t = r.sides[s]
+      local errs = {}
+      for rv, n in pairs(t.errors_by_rv) do errs[#errs + 1] = ("%s=%d"):format(rv, n) end
+      table.sort(errs)
+      rows[#rows + 1] = {side = s, up = t.up == nil and "-" or tostring(t.up), ops = t.ops,
+        errors = t.errors, misses = t.misses, writes = t.writes, refusals = t.refusals,
+        split = t.split_brain, by_rv = table.concat(errs, " ")}
+    end
+    print(require("hsm.ui").table(rows, {{"side", "SIDE"}, {"up", "UP"}, {"ops", "OPS"},
+      {"errors", "ERRORS"}, {"misses", "MISSES"}, {"writes", "WRITES"}, {"refusals", "REFUSED"},
+      {"split", "SPLIT-BRAIN"}, {"by_rv", "ERRORS BY CKR"}}))
+    local live = 0
+    for _, p in ipairs(r.processes) do if p.alive then live = live + 1 end end
+    print(("%d process(es) reported, %d alive"):format(#r.processes, live))
+  end
   return 0
 end
 

@@ -1,0 +1,171 @@
+--- hsm.route: the operator's side of libhsmsh-route.so. The state file (docs/route-state.md)
+--- is made by init and changed by set, always whole: written to a temporary file, synced,
+--- and renamed over the old one under STATE.lock, with the generation one higher, so that a
+--- module re-reading it sees the old state or the new one, never a mix. status adds the
+--- statistics the module's processes write to STATE.stats.d/PID.json.
+local core = require("hsm.core")
+local json = require("hsm.json")
+
+local M = {}
+
+local KEYS = {"format", "generation", "blue", "green", "weights", "write", "mode"}
+local SIDES = {"blue", "green"}
+
+--- A side's URI checked as the module will check it: parsed, a token named, no PIN.
+local function side_uri(name, uri)
+  if type(uri) ~= "string" or uri == "" then error(("%s=URI is required"):format(name), 0) end
+  local u, err = core.uri_parse(uri)
+  if not u then error(("%s: %s"):format(name, err), 0) end
+  if u.pin or u.pin_source then
+    error(("%s: the URI carries a PIN; the state holds none (applications log in themselves)"):format(name), 0)
+  end
+  if not u.token and not u.serial then error(("%s: the URI names no token (give token= or serial=)"):format(name), 0) end
+  if u.module_path and not core.stat(u.module_path) then
+    error(("%s: module %s does not exist"):format(name, u.module_path), 0)
+  end
+  return uri
+end
+
+--- Checks a state table; raises naming the first bad field.
+local function check(st)
+  for _, s in ipairs(SIDES) do side_uri(s, st[s]) end
+  if st.blue == st.green then error("blue and green name the same token", 0) end
+  local b, g = tostring(st.weights):match("^(%d+)/(%d+)$")
+  b, g = tonumber(b), tonumber(g)
+  if not b or b > 100 or g > 100 or b + g ~= 100 then
+    error(("weights=%s: give BLUE/GREEN, each 0 to 100, adding up to 100 (e.g. 90/10)"):format(tostring(st.weights)), 0)
+  end
+  if st.write ~= "blue" and st.write ~= "green" then
+    error(("write=%s: give blue or green"):format(tostring(st.write)), 0)
+  end
+  if st.mode ~= "normal" and st.mode ~= "limited-write" then
+    error(("mode=%s: give normal or limited-write"):format(tostring(st.mode)), 0)
+  end
+end
+
+--- Parses a state file's text. Returns the table or raises "STATE: line N: ...".
+function M.parse(text, path)
+  local st, seen, ended, n = {}, {}, false, 0
+  local function bad(msg) error(("route state %s: %s"):format(path, msg), 0) end
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    if line ~= "" and line:sub(1, 1) ~= "#" then
+      if ended then bad(("line %d: text after 'end'"):format(n)) end
+      if line == "end" then ended = true
+      else
+        local k, v = line:match("^([%w_-]+)=(.*)$")
+        if not k then bad(("line %d: not KEY=VALUE"):format(n)) end
+        if seen[k] then bad(("line %d: '%s' given twice"):format(n, k)) end
+        seen[k], st[k] = true, v
+      end
+    end
+  end
+  if not ended then bad("no 'end' line: the file is truncated") end
+  for _, k in ipairs(KEYS) do if not seen[k] then bad(("'%s' is missing"):format(k)) end end
+  if st.format ~= "1" then bad(("format %s is not 1"):format(st.format)) end
+  st.generation = math.tointeger(tonumber(st.generation))
+  if not st.generation or st.generation < 0 then bad("generation is not a number") end
+  local ok, err = pcall(check, st)
+  if not ok then bad(err) end
+  return st
+end
+
+--- Reads and parses the state file at path.
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(("cannot read route state %s"):format(err), 0) end
+  local text = f:read("a")
+  f:close()
+  return M.parse(text, path)
+end
+
+local function render(st)
+  local out = {"# hsmsh route state (docs/route-state.md); change it with `hsmsh route set`"}
+  for _, k in ipairs(KEYS) do out[#out + 1] = ("%s=%s"):format(k, tostring(st[k])) end
+  out[#out + 1] = "end\n"
+  return table.concat(out, "\n")
+end
+
+--- Writes st whole over path (temporary file, sync, rename), readable by every user: the
+--- applications that load the module may run as another user than the operator.
+local function save(path, st)
+  check(st)
+  local tmp = path .. ".tmp"
+  os.remove(tmp)
+  local ok, err = core.append_synced(tmp, render(st))
+  if ok then ok, err = os.execute(("chmod 0644 '%s'"):format(tmp:gsub("'", "'\\''"))) end
+  if ok then ok, err = os.rename(tmp, path) end
+  if not ok then
+    os.remove(tmp)
+    error(("cannot write route state %s: %s"):format(path, tostring(err)), 0)
+  end
+  core.fsync(path:match("^(.*)/[^/]*$") or ".")
+end
+
+local function locked(path, fn)
+  local lock <close>, holder = core.lock(path .. ".lock", ("pid %d"):format(core.process().pid), true)
+  if not lock then error(("cannot lock %s.lock: %s"):format(path, tostring(holder)), 0) end
+  return fn()
+end
+
+--- Makes a new state file: weights 100/0, write=blue, mode normal, generation 1 (opts may
+--- give weights, write, mode). An existing file is never replaced.
+function M.init(path, opts)
+  if core.stat(path) then
+    error(("route state %s already exists; change it with `hsmsh route set`"):format(path), 0)
+  end
+  local st = {format = "1", generation = 1, blue = opts.blue, green = opts.green,
+              weights = opts.weights or "100/0", write = opts.write or "blue", mode = opts.mode or "normal"}
+  locked(path, function() save(path, st) end)
+  return st
+end
+
+--- Changes weights, write and/or mode; the generation goes up by one. Returns the new state.
+function M.set(path, changes)
+  return locked(path, function()
+    local st = M.read(path)
+    local any = false
+    for _, k in ipairs({"weights", "write", "mode"}) do
+      if changes[k] ~= nil then st[k], any = changes[k], true end
+    end
+    if not any then error("route set: give weights=B/G, write=blue|green or mode=normal|limited-write", 0) end
+    st.generation = st.generation + 1
+    save(path, st)
+    return st
+  end)
+end
+
+--- The state and the module's statistics, summed over its processes' files; a process that
+--- is gone (its pid no longer alive) still counts, and is listed as such.
+function M.status(path)
+  local st = M.read(path)
+  local sum = {}
+  for _, s in ipairs(SIDES) do
+    sum[s] = {sessions = 0, ops = 0, errors = 0, misses = 0, split_brain = 0, refusals = 0,
+              writes = 0, downs = 0, errors_by_rv = {}, up = nil}
+  end
+  local procs = {}
+  for _, e in ipairs(core.listdir(path .. ".stats.d") or {}) do
+    if e.kind == "file" and e.name:match("^%d+%.json$") then
+      local f = io.open(path .. ".stats.d/" .. e.name, "rb")
+      local v = f and json.decode(f:read("a"))
+      if f then f:close() end
+      if type(v) == "table" and type(v.sides) == "table" then
+        procs[#procs + 1] = {pid = v.pid, generation = v.generation, time = v.time, alive = core.alive(v.pid)}
+        for _, s in ipairs(SIDES) do
+          local a, t = v.sides[s] or {}, sum[s]
+          for k, x in pairs(a) do
+            if type(x) == "number" and t[k] then t[k] = t[k] + x end
+          end
+          for rv, x in pairs(a.errors_by_rv or {}) do t.errors_by_rv[rv] = (t.errors_by_rv[rv] or 0) + x end
+          if procs[#procs].alive then t.up = (t.up ~= false) and a.up == true end
+        end
+      end
+    end
+  end
+  table.sort(procs, function(a, b) return (a.pid or 0) < (b.pid or 0) end)
+  return {state = st, sides = sum, processes = procs}
+end
+
+return M

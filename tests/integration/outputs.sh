@@ -25,7 +25,7 @@ sha() { sha256sum "$1" | cut -c1-64; }
 h run protectserver/backup-file side=backup token="$BLUE" file="$work/a.arc" "$COMPS" kcvs=9c1884,62a639
 rc_is 0
 size=$(stat -c %s "$work/a.arc")
-check "the archive is whole ($size bytes) and no temporary file is left" [ "$size" -gt 8192 ] && [ ! -e "$work/a.arc.tmp" ]
+check "the archive is whole ($size bytes) and no temporary file is left" [ "$size" -gt 8192 -a ! -e "$work/a.arc.tmp" ]
 
 # ---- a full file system
 mkdir -p "$work/full"
@@ -60,7 +60,7 @@ h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n1.arc" 
 rc_is 0
 check "the missing share directory was made, mode 0700 ($(stat -c %a "$work/new/dir" 2>&1))" \
   [ "$(stat -c %a "$work/new/dir")" = 700 ]
-check "three shares in it" [ -f "$work/new/dir/share-1" ] && [ -f "$work/new/dir/share-3" ]
+check "three shares in it" [ -f "$work/new/dir/share-1" -a -f "$work/new/dir/share-3" ]
 shares_before=$(cat "$work"/new/dir/share-* | sha256sum)
 for yes in "" --yes; do
   h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n2.arc" shares="$work/new/dir" n=2 m=3 $yes

@@ -77,6 +77,7 @@ r unwrap other.pem good sha256; refused "unwrap with another RSA key"
 r unwrap priv.pem good sha1; refused "unwrap with the wrong OAEP hash"
 r unwrap priv.pem good sha256 128; refused "unwrap expecting a 128-bit ephemeral key"
 r unwrap priv.pem good sha256
-check "the undamaged blob still unwraps (exit $rc)" [ "$rc" -eq 0 ] && [ "$(cat out)" = "$pkcs8" ]
+check "the undamaged blob still unwraps (exit $rc)" [ "$rc" -eq 0 ]
+check "to the same key" [ "$(cat out)" = "$pkcs8" ]
 
 finish

@@ -8,8 +8,9 @@
  * an empty label, or C_GetTokenInfo fails; it stays so in that process until the library is
  * initialised again. hsmsh closes the window for its own processes: each call holds a flock
  * on <tokendir>/.hsmsh-io.lock, exclusive for the calls that may write a file, shared for
- * the rest. Each thread has its own descriptor, so threads order like processes. Programs
- * that are not hsmsh take no part (docs/modules.md). */
+ * those that may read one (none for the others, NO_LOCK). Each thread has its own
+ * descriptor, so threads order like processes. Programs that are not hsmsh take no part
+ * (docs/modules.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,7 +25,10 @@
 
 #include "hsm_softhsm2.h"
 
-/* name, lock, parameters, arguments: every function of the 2.40 list but C_GetFunctionList. */
+/* name, lock, parameters, arguments: every function of the 2.40 list but C_GetFunctionList.
+ * NO_LOCK: the calls that carry on an operation already begun, or touch no object (random),
+ * and so never open a file: the Init call looked the key up, under the lock. */
+#define NO_LOCK 0
 #define SOFTHSM2_CALLS(X)                                                                          \
     X(C_Initialize, LOCK_SH, (void *init_args), (init_args))                                       \
     X(C_Finalize, LOCK_SH, (void *reserved), (reserved))                                           \
@@ -96,95 +100,95 @@
     X(C_EncryptInit, LOCK_SH,                                                                      \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_Encrypt, LOCK_SH,                                                                          \
+    X(C_Encrypt, NO_LOCK,                                                                          \
       (CK_SESSION_HANDLE session, CK_BYTE *data, CK_ULONG data_len, CK_BYTE *encrypted_data,     \
        CK_ULONG *encrypted_data_len),                                                             \
       (session, data, data_len, encrypted_data, encrypted_data_len))                               \
-    X(C_EncryptUpdate, LOCK_SH,                                                                    \
+    X(C_EncryptUpdate, NO_LOCK,                                                                    \
       (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len, CK_BYTE *encrypted_part,     \
        CK_ULONG *encrypted_part_len),                                                             \
       (session, part, part_len, encrypted_part, encrypted_part_len))                               \
-    X(C_EncryptFinal, LOCK_SH,                                                                     \
+    X(C_EncryptFinal, NO_LOCK,                                                                     \
       (CK_SESSION_HANDLE session, CK_BYTE *last_encrypted_part,                                   \
        CK_ULONG *last_encrypted_part_len),                                                        \
       (session, last_encrypted_part, last_encrypted_part_len))                                     \
     X(C_DecryptInit, LOCK_SH,                                                                      \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_Decrypt, LOCK_SH,                                                                          \
+    X(C_Decrypt, NO_LOCK,                                                                          \
       (CK_SESSION_HANDLE session, CK_BYTE *encrypted_data, CK_ULONG encrypted_data_len,           \
        CK_BYTE *data, CK_ULONG *data_len),                                                       \
       (session, encrypted_data, encrypted_data_len, data, data_len))                               \
-    X(C_DecryptUpdate, LOCK_SH,                                                                    \
+    X(C_DecryptUpdate, NO_LOCK,                                                                    \
       (CK_SESSION_HANDLE session, CK_BYTE *encrypted_part, CK_ULONG encrypted_part_len,           \
        CK_BYTE *part, CK_ULONG *part_len),                                                       \
       (session, encrypted_part, encrypted_part_len, part, part_len))                               \
-    X(C_DecryptFinal, LOCK_SH,                                                                     \
+    X(C_DecryptFinal, NO_LOCK,                                                                     \
       (CK_SESSION_HANDLE session, CK_BYTE *last_part, CK_ULONG *last_part_len),                  \
       (session, last_part, last_part_len))                                                         \
     X(C_DigestInit, LOCK_SH, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism),                \
       (session, mechanism))                                                                        \
-    X(C_Digest, LOCK_SH,                                                                           \
+    X(C_Digest, NO_LOCK,                                                                           \
       (CK_SESSION_HANDLE session, CK_BYTE *data, CK_ULONG data_len, CK_BYTE *digest,             \
        CK_ULONG *digest_len),                                                                     \
       (session, data, data_len, digest, digest_len))                                               \
-    X(C_DigestUpdate, LOCK_SH, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),     \
+    X(C_DigestUpdate, NO_LOCK, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),     \
       (session, part, part_len))                                                                   \
     X(C_DigestKey, LOCK_SH, (CK_SESSION_HANDLE session, CK_OBJECT_HANDLE key), (session, key))     \
-    X(C_DigestFinal, LOCK_SH,                                                                      \
+    X(C_DigestFinal, NO_LOCK,                                                                      \
       (CK_SESSION_HANDLE session, CK_BYTE *digest, CK_ULONG *digest_len),                        \
       (session, digest, digest_len))                                                               \
     X(C_SignInit, LOCK_SH,                                                                         \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_Sign, LOCK_SH,                                                                             \
+    X(C_Sign, NO_LOCK,                                                                             \
       (CK_SESSION_HANDLE session, CK_BYTE *data, CK_ULONG data_len, CK_BYTE *signature,          \
        CK_ULONG *signature_len),                                                                  \
       (session, data, data_len, signature, signature_len))                                         \
-    X(C_SignUpdate, LOCK_SH, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),       \
+    X(C_SignUpdate, NO_LOCK, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),       \
       (session, part, part_len))                                                                   \
-    X(C_SignFinal, LOCK_SH,                                                                        \
+    X(C_SignFinal, NO_LOCK,                                                                        \
       (CK_SESSION_HANDLE session, CK_BYTE *signature, CK_ULONG *signature_len),                  \
       (session, signature, signature_len))                                                         \
     X(C_SignRecoverInit, LOCK_SH,                                                                  \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_SignRecover, LOCK_SH,                                                                      \
+    X(C_SignRecover, NO_LOCK,                                                                      \
       (CK_SESSION_HANDLE session, CK_BYTE *data, CK_ULONG data_len, CK_BYTE *signature,          \
        CK_ULONG *signature_len),                                                                  \
       (session, data, data_len, signature, signature_len))                                         \
     X(C_VerifyInit, LOCK_SH,                                                                       \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_Verify, LOCK_SH,                                                                           \
+    X(C_Verify, NO_LOCK,                                                                           \
       (CK_SESSION_HANDLE session, CK_BYTE *data, CK_ULONG data_len, CK_BYTE *signature,          \
        CK_ULONG signature_len),                                                                    \
       (session, data, data_len, signature, signature_len))                                         \
-    X(C_VerifyUpdate, LOCK_SH, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),     \
+    X(C_VerifyUpdate, NO_LOCK, (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len),     \
       (session, part, part_len))                                                                   \
-    X(C_VerifyFinal, LOCK_SH,                                                                      \
+    X(C_VerifyFinal, NO_LOCK,                                                                      \
       (CK_SESSION_HANDLE session, CK_BYTE *signature, CK_ULONG signature_len),                    \
       (session, signature, signature_len))                                                         \
     X(C_VerifyRecoverInit, LOCK_SH,                                                                \
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key),                 \
       (session, mechanism, key))                                                                   \
-    X(C_VerifyRecover, LOCK_SH,                                                                    \
+    X(C_VerifyRecover, NO_LOCK,                                                                    \
       (CK_SESSION_HANDLE session, CK_BYTE *signature, CK_ULONG signature_len, CK_BYTE *data,     \
        CK_ULONG *data_len),                                                                       \
       (session, signature, signature_len, data, data_len))                                         \
-    X(C_DigestEncryptUpdate, LOCK_SH,                                                              \
+    X(C_DigestEncryptUpdate, NO_LOCK,                                                              \
       (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len, CK_BYTE *encrypted_part,     \
        CK_ULONG *encrypted_part_len),                                                             \
       (session, part, part_len, encrypted_part, encrypted_part_len))                               \
-    X(C_DecryptDigestUpdate, LOCK_SH,                                                              \
+    X(C_DecryptDigestUpdate, NO_LOCK,                                                              \
       (CK_SESSION_HANDLE session, CK_BYTE *encrypted_part, CK_ULONG encrypted_part_len,           \
        CK_BYTE *part, CK_ULONG *part_len),                                                       \
       (session, encrypted_part, encrypted_part_len, part, part_len))                               \
-    X(C_SignEncryptUpdate, LOCK_SH,                                                                \
+    X(C_SignEncryptUpdate, NO_LOCK,                                                                \
       (CK_SESSION_HANDLE session, CK_BYTE *part, CK_ULONG part_len, CK_BYTE *encrypted_part,     \
        CK_ULONG *encrypted_part_len),                                                             \
       (session, part, part_len, encrypted_part, encrypted_part_len))                               \
-    X(C_DecryptVerifyUpdate, LOCK_SH,                                                              \
+    X(C_DecryptVerifyUpdate, NO_LOCK,                                                              \
       (CK_SESSION_HANDLE session, CK_BYTE *encrypted_part, CK_ULONG encrypted_part_len,           \
        CK_BYTE *part, CK_ULONG *part_len),                                                       \
       (session, encrypted_part, encrypted_part_len, part, part_len))                               \
@@ -213,13 +217,13 @@
       (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE base_key,             \
        CK_ATTRIBUTE *templ, CK_ULONG attribute_count, CK_OBJECT_HANDLE *key),                    \
       (session, mechanism, base_key, templ, attribute_count, key))                                 \
-    X(C_SeedRandom, LOCK_SH, (CK_SESSION_HANDLE session, CK_BYTE *seed, CK_ULONG seed_len),       \
+    X(C_SeedRandom, NO_LOCK, (CK_SESSION_HANDLE session, CK_BYTE *seed, CK_ULONG seed_len),       \
       (session, seed, seed_len))                                                                   \
-    X(C_GenerateRandom, LOCK_SH,                                                                   \
+    X(C_GenerateRandom, NO_LOCK,                                                                   \
       (CK_SESSION_HANDLE session, CK_BYTE *random_data, CK_ULONG random_len),                     \
       (session, random_data, random_len))                                                          \
-    X(C_GetFunctionStatus, LOCK_SH, (CK_SESSION_HANDLE session), (session))                        \
-    X(C_CancelFunction, LOCK_SH, (CK_SESSION_HANDLE session), (session))                           \
+    X(C_GetFunctionStatus, NO_LOCK, (CK_SESSION_HANDLE session), (session))                        \
+    X(C_CancelFunction, NO_LOCK, (CK_SESSION_HANDLE session), (session))                           \
     X(C_WaitForSlotEvent, LOCK_SH, (CK_FLAGS flags, CK_SLOT_ID *slot, void *reserved),            \
       (flags, slot, reserved))
 
@@ -267,6 +271,8 @@ static int thread_fd(void)
 
 static int enter(int how)
 {
+    if (how == NO_LOCK)
+        return -1;
     int fd = thread_fd();
     if (fd >= 0)
         while (flock(fd, how) != 0 && errno == EINTR)

@@ -200,6 +200,12 @@ function M.take(s, info, opts)
           token = info.label, taken = os.time(), nonce = keys.hex(assert(s:random(16)))}
   local path = lock_dir() .. "/" .. key .. ".lock"
   local lk, holder, busy = core.lock(path, json.encode(c.me))
+  -- A holder writes who it is just after it takes the lock: give it a moment to do so.
+  for _ = 1, 25 do
+    if lk or not busy or type(json.decode(holder or "")) == "table" then break end
+    core.sleep(0.02)
+    lk, holder, busy = core.lock(path, json.encode(c.me))
+  end
   if not lk and busy then
     local h = json.decode(holder)
     if not opts.wait then error(c:busy(type(h) == "table" and h or nil), 0) end

@@ -7,6 +7,8 @@
 #    signs, and the miss is counted; openssl verifies what the engine signed;
 #  - a key generated through the module lands on the write side, and in the birth journal;
 #    after `route set write=green` on green; in limited-write mode it is refused;
+#  - a PIN one side refuses fails C_Login, the log names the side and never the PIN; a side
+#    that is down takes no operations whatever the weights, and is counted;
 #  - bad state: `route init`/`set` refuse bad weights, PINs in URIs, unknown arguments, an
 #    existing file; a missing or malformed state fails C_Initialize with a log line; a state
 #    changed to garbage is ignored (the last good one kept, the log says why).
@@ -144,6 +146,22 @@ LUA
 check "a live application keeps working when the state turns to garbage ($(show live.out))" grep -q 'signed twice' live.out
 check "the log says the new state was ignored ($(tail -1 "$S.log"))" grep -qi 'weights' <(tail -3 "$S.log")
 printf '%s\n' "$good" > "$S"
+# A PIN that one side refuses: C_Login fails, the log names that side and never the PIN.
+softhsm2-util --init-token --free --label green2 --pin 98765432 --so-pin 12345678 > /dev/null
+S2=$work/pin.state
+"$HSMSH" route init "$S2" blue="$B" green="pkcs11:token=green2?module-path=$MODULE" > /dev/null || fail "route init $S2"
+HSMSH_ROUTE_STATE=$S2 rt --login --pin 1234 -O > pin.out 2>&1
+check "one side refuses the PIN: the login fails ($(show pin.out))" grep -q 'CKR_PIN_INCORRECT' pin.out
+check "the log says green refused it ($(tail -1 "$S2.log"))" grep -q 'C_Login refused by green' "$S2.log"
+check "the PIN is in no log, journal or statistics" bash -c "! grep -rq 1234 '$S2.log' '$S2.stats.d'"
+# A side that is down (its token is gone): operations go to the other side, whatever the weights.
+S3=$work/down.state
+"$HSMSH" route init "$S3" blue="$B" green="pkcs11:token=nosuch?module-path=$MODULE" weights=0/100 > /dev/null || fail "route init $S3"
+HSMSH_ROUTE_STATE=$S3 rt --login --pin 1234 --sign --id 01 -m ECDSA -i msg.txt -o down.sig > down.out 2>&1
+check "green down at 0/100: the signature is made on blue ($(show down.out))" [ -s down.sig ]
+check "the log says green is down ($(grep -m1 down "$S3.log"))" grep -q 'green: down at C_Initialize' "$S3.log"
+d=$(HSMSH_ROUTE_STATE=$S3 "$HSMSH" route status "$S3" --json | python3 -c "import json,sys; s=json.load(sys.stdin)['sides']; print(s['green']['downs'], s['blue']['ops'])")
+check "the down side is counted, the operations on blue ($d)" [ "${d% *}" -ge 1 -a "${d#* }" -ge 1 ]
 HSMSH_ROUTE_STATE=$work/missing rt -L > miss.out 2>&1
 check "a missing state fails C_Initialize ($(show miss.out))" grep -q 'CKR_GENERAL_ERROR' miss.out
 finish

@@ -248,64 +248,75 @@ static int same_sides(const route_state *a, const route_state *b)
     return 1;
 }
 
+/* Re-reads the state file when it changed since it was last seen (under check_lock). */
+static void recheck(void)
+{
+    struct stat st;
+    int changed = 0;
+    if (stat(route_g.state_path, &st) != 0) {
+        if (seen.ino != 0) {
+            route_log("state %s: cannot stat (%s); keeping generation %llu",
+                      route_g.state_path, strerror(errno), route_g.state->generation);
+            memset(&seen, 0, sizeof seen);
+        }
+    } else {
+        long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        changed = st.st_dev != seen.dev || st.st_ino != seen.ino || st.st_size != seen.size ||
+                  mt != seen.mtime_ns;
+        seen.dev = st.st_dev;
+        seen.ino = st.st_ino;
+        seen.size = st.st_size;
+        seen.mtime_ns = mt;
+    }
+    if (changed) {
+        char why[600];
+        route_state *ns = route_state_load(route_g.state_path, why, sizeof why);
+        pthread_mutex_lock(&route_lock);
+        route_state *cur = route_g.state;
+        pthread_mutex_unlock(&route_lock);
+        if (!ns) {
+            route_log("state %s: new state ignored (%s); keeping generation %llu",
+                      route_g.state_path, why, cur->generation);
+        } else if (ns->generation <= cur->generation) {
+            if (ns->generation < cur->generation)
+                route_log("state %s: generation %llu is older than %llu; ignored",
+                          route_g.state_path, ns->generation, cur->generation);
+            route_state_free(ns);
+        } else {
+            if (!same_sides(ns, cur)) {
+                route_log("state %s: generation %llu names other blue/green tokens; "
+                          "the tokens change at the next C_Initialize, the rest applies now",
+                          route_g.state_path, ns->generation);
+                for (int i = 0; i < ROUTE_SIDES; i++) {   /* keep the sides in use */
+                    char *t = ns->uri[i]; ns->uri[i] = strdup(cur->uri[i]); free(t);
+                }
+            }
+            pthread_mutex_lock(&route_lock);
+            ns->older = route_g.state;
+            route_g.state = ns;
+            pthread_mutex_unlock(&route_lock);
+            for (int i = 0; i < ROUTE_SIDES; i++)   /* a new generation retries a down side */
+                if (!atomic_load(&route_g.side[i].up))
+                    atomic_store(&route_g.side[i].retry_at_ms, 0);
+            route_log("state generation %llu: weights %d/%d, write %s, mode %s",
+                      ns->generation, ns->weight[0], ns->weight[1],
+                      route_side_name[ns->write_side],
+                      ns->mode == ROUTE_MODE_NORMAL ? "normal" : "limited-write");
+        }
+    }
+}
+
 const route_state *route_state_current(void)
 {
-    long long now = route_now_ms();
-    long long last = atomic_load(&last_check_ms);
-    if (now - last >= 100 && atomic_compare_exchange_strong(&last_check_ms, &last, now) &&
-        pthread_mutex_trylock(&check_lock) == 0) {
-        struct stat st;
-        int changed = 0;
-        if (stat(route_g.state_path, &st) != 0) {
-            if (seen.ino != 0) {
-                route_log("state %s: cannot stat (%s); keeping generation %llu",
-                          route_g.state_path, strerror(errno), route_g.state->generation);
-                memset(&seen, 0, sizeof seen);
-            }
-        } else {
-            long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-            changed = st.st_dev != seen.dev || st.st_ino != seen.ino || st.st_size != seen.size ||
-                      mt != seen.mtime_ns;
-            seen.dev = st.st_dev;
-            seen.ino = st.st_ino;
-            seen.size = st.st_size;
-            seen.mtime_ns = mt;
-        }
-        if (changed) {
-            char why[600];
-            route_state *ns = route_state_load(route_g.state_path, why, sizeof why);
-            pthread_mutex_lock(&route_lock);
-            route_state *cur = route_g.state;
-            pthread_mutex_unlock(&route_lock);
-            if (!ns) {
-                route_log("state %s: new state ignored (%s); keeping generation %llu",
-                          route_g.state_path, why, cur->generation);
-            } else if (ns->generation <= cur->generation) {
-                if (ns->generation < cur->generation)
-                    route_log("state %s: generation %llu is older than %llu; ignored",
-                              route_g.state_path, ns->generation, cur->generation);
-                route_state_free(ns);
-            } else {
-                if (!same_sides(ns, cur)) {
-                    route_log("state %s: generation %llu names other blue/green tokens; "
-                              "the tokens change at the next C_Initialize, the rest applies now",
-                              route_g.state_path, ns->generation);
-                    for (int i = 0; i < ROUTE_SIDES; i++) {   /* keep the sides in use */
-                        char *t = ns->uri[i]; ns->uri[i] = strdup(cur->uri[i]); free(t);
-                    }
-                }
-                pthread_mutex_lock(&route_lock);
-                ns->older = route_g.state;
-                route_g.state = ns;
-                pthread_mutex_unlock(&route_lock);
-                for (int i = 0; i < ROUTE_SIDES; i++)   /* a new generation retries a down side */
-                    if (!atomic_load(&route_g.side[i].up))
-                        atomic_store(&route_g.side[i].retry_at_ms, 0);
-                route_log("state generation %llu: weights %d/%d, write %s, mode %s",
-                          ns->generation, ns->weight[0], ns->weight[1],
-                          route_side_name[ns->write_side],
-                          ns->mode == ROUTE_MODE_NORMAL ? "normal" : "limited-write");
-            }
+    /* Every operation that finds a check due waits for it, and the first does it; the time
+     * of the check is set only once the new state is in place. So an operation started
+     * after a new state was written never runs on the old one because another thread was
+     * still reading the file. */
+    if (route_now_ms() - atomic_load(&last_check_ms) >= 100) {
+        pthread_mutex_lock(&check_lock);
+        if (route_now_ms() - atomic_load(&last_check_ms) >= 100) {
+            recheck();
+            atomic_store(&last_check_ms, route_now_ms());
         }
         pthread_mutex_unlock(&check_lock);
     }

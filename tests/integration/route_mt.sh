@@ -11,7 +11,8 @@ set -u
 NAME=route_mt
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
 APP=${HSMSH_ROUTE_MT_APP:?run through ctest}
-ROUTE=${HSMSH_ROUTE_LIB:?run through ctest}
+# (in a sanitizer build, the module's instrumented copy: the app is instrumented too)
+ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
 for t in blue green; do softhsm2-util --init-token --free --label $t --pin 1234 --so-pin 12345678 > /dev/null; done
 printf '1234' > pin
 U="pkcs11:token=blue?pin-source=file:$work/pin" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
@@ -38,7 +39,8 @@ for mode in threads fork; do
     check "$mode phase $p ($w): blue's share $share% within 5 points of $want% (blue $b, green $g)" \
       awk -v s="$share" -v w="$want" 'BEGIN { d = s - w; exit !(d <= 5 && d >= -5) }'
     other=$([ "$side" = blue ] && echo green || echo blue)
-    check "$mode phase $p: key $key is on the write side, $side" grep -qx "$key" $side.labels
+    check "$mode phase $p: key $key is on the write side, $side (births: $(grep "\"$key\"" "$S.births" | grep -o '"side":"[a-z]*"' | tr '\n' ' '))" \
+      grep -qx "$key" $side.labels
     check "$mode phase $p: key $key is not on $other" bash -c "! grep -qx '$key' $other.labels"
     check "$mode phase $p: the birth journal has $key's private key on $side" \
       grep -q "\"side\":\"$side\",\"op\":\"C_GenerateKeyPair\",\"class\":\"CKO_PRIVATE_KEY\",\"id\":\"7e0$p\",\"label\":\"$key\"" "$S.births"

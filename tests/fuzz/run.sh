@@ -27,27 +27,32 @@ mkdir -p "$work"
 # on a throwaway SoftHSM2 token.
 mkdir -p "$work/seeds/fuzz_parsers"
 hsmsh=${HSMSH:-$root/build/hsmsh}
-if [ -x "$hsmsh" ]; then
-  tok=$(mktemp -d)
-  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tok" > "$tok/conf"
-  SOFTHSM2_CONF=$tok/conf softhsm2-util --init-token --free --label seed --pin 1234 --so-pin 12345678 >/dev/null
-  SOFTHSM2_CONF=$tok/conf "$hsmsh" -e "
-    local hsm, archive, sks = require('hsm'), require('hsm.archive'), require('hsm.sks')
-    local s = hsm.token('pkcs11:token=seed?pin-value=1234')
-    assert(s:generate{type='AES', bits=128, label='k', CKA_EXTRACTABLE=true, CKA_ENCRYPT=true, CKA_DECRYPT=true})
-    assert(s:create{CKA_CLASS='CKO_DATA', CKA_TOKEN=true, CKA_LABEL='d', CKA_VALUE='v'})
-    local key = assert(s:generate{type='AES', bits=256, token=false, CKA_WRAP=true, CKA_UNWRAP=true})
-    archive.backup(s, key, '$work/seeds/fuzz_parsers/archive')
-    local smk = sks.smk(s)
-    local f = assert(io.open('$work/seeds/fuzz_parsers/sks', 'wb'))
-    f:write(sks.extract(s, smk, {assert(s:generate{type='AES', bits=128, token=false, CKA_EXTRACTABLE=true})})[1])
-    f:close()
-    local trust = require('hsm.trust')
-    for name, der in pairs({pic = trust.gen_selfsigned(s), csr = trust.gen_csr(s, {yes = true})}) do
-      f = assert(io.open('$work/seeds/fuzz_parsers/' .. name, 'wb')); f:write(der); f:close()
-    end"
-  rm -rf "$tok"
+if [ ! -x "$hsmsh" ]; then
+  echo "fuzz: $hsmsh is missing: build it first (the real seeds are made with it)" >&2
+  exit 1
 fi
+tok=$(mktemp -d)
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tok" > "$tok/conf"
+SOFTHSM2_CONF=$tok/conf softhsm2-util --init-token --free --label seed --pin 1234 --so-pin 12345678 >/dev/null
+SOFTHSM2_CONF=$tok/conf "$hsmsh" -e "
+  local hsm, archive, sks = require('hsm'), require('hsm.archive'), require('hsm.sks')
+  local s = hsm.token('pkcs11:token=seed?pin-value=1234')
+  assert(s:generate{type='AES', bits=128, label='k', CKA_EXTRACTABLE=true, CKA_ENCRYPT=true, CKA_DECRYPT=true})
+  assert(s:create{CKA_CLASS='CKO_DATA', CKA_TOKEN=true, CKA_LABEL='d', CKA_VALUE='v'})
+  local key = assert(s:generate{type='AES', bits=256, token=false, CKA_WRAP=true, CKA_UNWRAP=true})
+  archive.backup(s, key, '$work/seeds/fuzz_parsers/archive')
+  local smk = sks.smk(s)
+  local f = assert(io.open('$work/seeds/fuzz_parsers/sks', 'wb'))
+  f:write(sks.extract(s, smk, {assert(s:generate{type='AES', bits=128, token=false, CKA_EXTRACTABLE=true})})[1])
+  f:close()
+  local trust = require('hsm.trust')
+  for name, der in pairs({pic = trust.gen_selfsigned(s), csr = trust.gen_csr(s, {yes = true})}) do
+    f = assert(io.open('$work/seeds/fuzz_parsers/' .. name, 'wb')); f:write(der); f:close()
+  end" || { echo "fuzz: making the real seeds failed" >&2; exit 1; }
+rm -rf "$tok"
+for seed in archive sks pic csr; do
+  [ -s "$work/seeds/fuzz_parsers/$seed" ] || { echo "fuzz: the real seed $seed was not made" >&2; exit 1; }
+done
 
 status=0
 for t in "${targets[@]}"; do

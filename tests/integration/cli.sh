@@ -22,9 +22,12 @@ print("%s/%d" % (s[-1].get("objects") if s else "none", len(o)))' out 2>&1)
   else fail "$cmd: summary objects/object lines = $got, expected $1/$1"; fi
 }
 # p11count CONF TOKEN: number of objects pkcs11-tool sees (logged in).
+# (a pkcs11-tool failure gives "pkcs11-tool-failed", which no count comparison accepts)
 p11count() {
-  SOFTHSM2_CONF=$1 pkcs11-tool --module "$MODULE" --login --pin 1234 --token-label "$2" \
-    --list-objects 2>/dev/null | grep -cE '^(Secret Key|Private Key|Public Key|Certificate) Object|^Data object'
+  local out
+  out=$(SOFTHSM2_CONF=$1 pkcs11-tool --module "$MODULE" --login --pin 1234 --token-label "$2" \
+    --list-objects 2>/dev/null) || { echo pkcs11-tool-failed; return; }
+  grep -cE '^(Secret Key|Private Key|Public Key|Certificate) Object|^Data object' <<< "$out"
 }
 
 # ---- global options, Lua chunks and files ----

@@ -77,8 +77,17 @@ describe("SMK backup and restore", function()
     local blob = sks.extract(s, smk, {k})[1]
     local name = sks.backup_smk(s, smk, backup)
     assert.matches("^%w+_%d%d%d%d:%d%d:%d%d%-%d%d:%d%d:%d%d$", name)
-    local ok, err = pcall(sks.backup_smk, s, smk, backup)   -- same second: never overwritten
-    if not ok then assert.matches("already exists", err) end
+    -- A second backup in the same second names the same container: refused, never overwritten.
+    -- (The clock is pinned so that the second call is in the same second.)
+    local real_date = os.date
+    os.date = function(fmt) return real_date(fmt, 86400) end
+    local first = sks.backup_smk(s, smk, backup)
+    local before = #assert(backup:find_all({CKA_LABEL = first}))
+    local ok, err = pcall(sks.backup_smk, s, smk, backup)
+    os.date = real_date
+    assert.is_false(ok)
+    assert.matches("container " .. first:gsub("%p", "%%%0") .. " already exists", err)
+    assert.equal(before, #assert(backup:find_all({CKA_LABEL = first})))
     local fresh <close> = hsm.token(H.new_token("sks-fresh"))
     local warned = {}
     sks.restore_smk(backup, name, fresh, nil, function() return true end, function(w) warned[#warned + 1] = w end)

@@ -30,8 +30,9 @@ function M.read(path)
   return data
 end
 
---- A directory that must exist (the operator makes it and carries it between machines).
+--- The exchange directory: made (mode 0700) when missing, and proven writable.
 function M.check_dir(dir)
+  output.dir(dir, "exchange directory")
   local probe = dir .. "/.hsmsh-probe"
   local ok, err = core.append_synced(probe, "")
   if not ok then error(("exchange directory %s is not writable: %s"):format(dir, err), 0) end

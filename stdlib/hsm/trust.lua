@@ -352,10 +352,7 @@ function M.cert_store()
   return data .. "/hsmsh/certs"
 end
 
-local function ensure_dir(dir)
-  if dir:find("'", 1, true) then error("certificate store path may not contain a quote: " .. dir, 0) end
-  if not os.execute(("mkdir -p '%s'"):format(dir)) then error("cannot create " .. dir, 0) end
-end
+local function ensure_dir(dir) require("hsm.output").dir(dir, "certificate store") end
 
 local function write_pem(path, der, label)
   require("hsm.exchange").write(path, core.pem_encode(label or "CERTIFICATE", der))

@@ -145,14 +145,14 @@ has out "over capacity: the destination holds at most 5 keys"
 
 # ---- cloudhsm/rsa-aes-migrate: one process ----
 softhsm2-util --init-token --free --label green2 --pin 1234 --so-pin 12345678 > /dev/null
-mkdir -p "$work/x1"
-h run cloudhsm/rsa-aes-migrate from="$BLUE" to="pkcs11:token=green2?pin-source=file:$work/pin" dir="$work/x1" filter=label=aes-* --json
+h run cloudhsm/rsa-aes-migrate from="$BLUE" to="pkcs11:token=green2?pin-source=file:$work/pin" dir="$work/x1/sub" filter=label=aes-* --json
 rc_is 0
+check "the missing exchange directory was made, mode 0700 ($(stat -c %a "$work/x1/sub" 2>&1))" [ "$(stat -c %a "$work/x1/sub")" = 700 ]
 field_is summary migrated 2; field_is summary blocked 2; field_is summary failed 0
 check "no wrapping pair left on green2" [ "$(inventory "pkcs11:token=green2?pin-source=file:$work/pin" "$SOFTHSM2_CONF" | grep -c wrapping)" -eq 0 ]
 
 # ---- cloudhsm/rsa-aes-migrate: two machines, sharing only the exchange directory ----
-mkdir -p "$work/m2/tokens" "$work/xfer"
+mkdir -p "$work/m2/tokens"
 printf 'directories.tokendir = %s/m2/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" > "$work/m2/softhsm2.conf"
 SOFTHSM2_CONF="$work/m2/softhsm2.conf" softhsm2-util --init-token --free --label hsm2 --pin 1234 --so-pin 12345678 > /dev/null
 HSM2="pkcs11:token=hsm2?pin-source=file:$work/pin"

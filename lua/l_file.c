@@ -1,5 +1,5 @@
 /* l_file.c - what the stdlib needs of the file system and of streams beyond Lua's io:
- * directory listings, stat, fsync, renames that never replace, truncation, this process's
+ * directory listings, stat, fsync, chmod, renames that never replace, truncation, this process's
  * pid and host, and an incremental SHA-256 (hsm.Sha256) for data that must never be held
  * whole (hsm.sealed hashes a file's plaintext one chunk at a time). */
 #include <dirent.h>
@@ -226,6 +226,13 @@ static int l_mkdir(lua_State *L)
     return 1;
 }
 
+/* core.chmod(path, mode) -> true | nil, err */
+static int l_chmod(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    return luaL_fileresult(L, chmod(path, (mode_t)luaL_checkinteger(L, 2)) == 0, path);
+}
+
 /* core.rename_new(from, to) -> true | nil, err: renames, but never over an existing file
  * (renameat2 RENAME_NOREPLACE; a hard link and an unlink where the file system lacks it).
  * The directory is synced after, so the new name survives a crash. */
@@ -309,7 +316,7 @@ void lhsm_open_file(lua_State *L)
     lhsm_newclass(L, LHSM_SHA256, methods, meta);
     static const luaL_Reg fns[] = {{"sha256_stream", l_sha256_stream}, {"stat", l_stat},
                                    {"listdir", l_listdir}, {"fsync", l_fsync},
-                                   {"mkdir", l_mkdir}, {"rename_new", l_rename_new}, {"truncate", l_truncate},
+                                   {"mkdir", l_mkdir}, {"chmod", l_chmod}, {"rename_new", l_rename_new}, {"truncate", l_truncate},
                                    {"process", l_process}, {"alive", l_alive}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -116,7 +116,7 @@ local function record(kind, payload) return string.pack(">c1I4", kind, #payload)
 --- format=}, header={extra header fields, inside the MAC}, trusted=true (key is
 --- CKA_TRUSTED: keys with CKA_WRAP_WITH_TRUSTED may travel), seal=fn(tmp_path) (appends
 --- more before the file appears), check_seal=fn(tmp_path, parsed) (raises unless it verifies),
---- replace=true (may replace an existing file: --yes or overwrite=true)}.
+--- replace=true (may replace an existing file: --yes)}.
 --- Returns {objects=, keys=, blocked=}. The file appears only when complete, read back and
 --- authenticated; an existing file is never replaced unless opts.replace.
 function M.backup(src, key, path, opts)
@@ -143,8 +143,8 @@ function M.backup(src, key, path, opts)
     objects = #items, archive_key = {kcv = keys.kcv(key) or M.value_kcv(src, key)},
     custody = opts.custody, mac_key = keys.hex(mac_blob)}
   for k, v in pairs(opts.header or {}) do header[k] = v end
-  -- Checked, verified, never over an existing file (hsm.output); the MAC is computed over
-  -- the bytes read back only once they are proven to be the bytes meant (SHA-256).
+  -- Checked, verified, never over an existing file (hsm.output); the MAC, computed over the
+  -- bytes read back, is kept only once they are proven to be the bytes meant (SHA-256).
   local out = output.open(path, {replace = opts.replace, what = kind.name})
   local meant = core.sha256_stream()
   local function put(data) out:write(data); meant:update(data) end
@@ -180,10 +180,10 @@ function M.backup(src, key, path, opts)
     end
     put(record("Z", json.encode({objects = sum.objects})))
     out:flush()
+    -- One pass over the file: its SHA-256 against the bytes meant, and the MAC in the HSM.
     local back = core.sha256_stream()
-    M.stream_file(out.tmp, nil, function(chunk) back:update(chunk) end)
+    local mac = M.mac_file(src, mac_key, out.tmp, nil, nil, function(chunk) back:update(chunk) end)
     if back:final() ~= meant:final() then error("the bytes read back differ from those written", 0) end
-    local mac = M.mac_file(src, mac_key, out.tmp)
     out:write(TRAILER .. string.pack(">I2", #mac) .. mac)
     out:flush()
     if opts.seal then opts.seal(out.tmp) end
@@ -217,12 +217,16 @@ function M.stream_file(path, upto, each)
   f:close()
 end
 
---- HMAC-SHA256 in the HSM over a file's first `upto` bytes (all of it by default), streamed.
-function M.mac_file(s, mac_key, path, upto, expect)
+--- HMAC-SHA256 in the HSM over a file's first `upto` bytes (all of it by default), streamed;
+--- with expect, verifies it instead. also(chunk), if given, sees each chunk too.
+function M.mac_file(s, mac_key, path, upto, expect, also)
   local init = expect and s.verify_init or s.sign_init
   local update = expect and s.verify_update or s.sign_update
   assert(init(s, MAC_MECH, mac_key))
-  M.stream_file(path, upto, function(chunk) assert(update(s, chunk)) end)
+  M.stream_file(path, upto, function(chunk)
+    assert(update(s, chunk))
+    if also then also(chunk) end
+  end)
   if expect then return s:verify_final(expect) end
   return assert(s:sign_final())
 end

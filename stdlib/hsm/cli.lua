@@ -136,20 +136,19 @@ function M.route(sub, path, ...)
     end
   end
   local route = require("hsm.route")
+  local function facts(st)
+    return ("generation %d, weights %s, write %s, mode %s"):format(st.generation, st.weights, st.write, st.mode)
+  end
   if sub == "init" then
-    local st = route.init(path, opts)
-    print(("route state %s: generation %d, weights %s, write %s, mode %s"):format(path, st.generation,
-      st.weights, st.write, st.mode))
+    print(("route state %s: %s"):format(path, facts(route.init(path, opts))))
     print(("applications: load the module with HSMSH_ROUTE_STATE=%s"):format(path))
   elseif sub == "set" then
-    local st = route.set(path, opts)
-    print(("route state %s: generation %d, weights %s, write %s, mode %s"):format(path, st.generation,
-      st.weights, st.write, st.mode))
+    print(("route state %s: %s"):format(path, facts(route.set(path, opts))))
   else
     local r = route.status(path)
     if as_json then print(require("hsm.json").encode(r)) return 0 end
     local st = r.state
-    print(("generation %d, weights %s, write %s, mode %s"):format(st.generation, st.weights, st.write, st.mode))
+    print(facts(st))
     print(("blue  %s\ngreen %s"):format(st.blue, st.green))
     local rows = {}
     for _, s in ipairs({"blue", "green"}) do

@@ -1,5 +1,6 @@
---- hsm.output: the files a run hands to the operator (archives, images, shares, sealed and
---- exchange files). Each is written under a temporary name beside its own; every write, the
+--- hsm.output: the files a run hands to the operator (archives, images, exchange files, the
+--- routing state; shares and sealed files have checked writers of their own, hsm.Secret's
+--- write and hsm.sealed). Each is written under a temporary name beside its own; every write, the
 --- sync and the close are checked; the file is re-read and verified (its MAC, signature or
 --- content) before it takes its name; and it never takes the name of an existing file unless
 --- the operator said so (--yes): a share set or an image already handed out is never
@@ -34,7 +35,8 @@ function M.dir(path, what)
   if not ok then error(("cannot create %s %s: %s"):format(what, path, err), 0) end
 end
 
---- A checked writer for path. opts: replace (may take an existing name), what (for messages).
+--- A checked writer for path. opts: replace (may take an existing name), what (for messages),
+--- mode (the file's mode, set before it takes its name; default 0600 from hsmsh's umask).
 --- w:write(data) raises on the first failed write (w:flush() pushes what is buffered onto
 --- w.tmp, to read it back or append to it); w:commit(verify) flushes, syncs, calls
 --- verify(tmp) (which raises when the re-read file is not what was meant), then renames;
@@ -59,6 +61,7 @@ function M.open(path, opts)
   end
   -- The file is made now, so that a directory that cannot take it fails before any work.
   local ok, err = core.append_synced(tmp, "", false)
+  if ok and opts.mode then ok, err = core.chmod(tmp, opts.mode) end
   if not ok then fail(err) end
   function w:write(data)
     buf[#buf + 1] = data

@@ -106,6 +106,14 @@ local function digest_file(path, n)
   return d:final()
 end
 
+--- The digest an image's signature covers: everything before the signature trailer.
+local function signed_digest(path, a) return digest_file(path, a.size - IMAGE.tail) end
+
+--- Whether the signature trailer of image a (archive.parse) verifies over digest with pub on s.
+local function signature_ok(s, pub, digest, a)
+  return s:verify("CKM_ECDSA", pub, digest, a.tail:sub(#SIG_TRAILER + 3)) == true
+end
+
 --- Makes the image of src's token for the HSM whose PIC is dest_pic. The destination must be
 --- a trusted peer of the source (mutual trust first, as the seed's step 1). opts: {filter=,
 --- transport= (a trusted T from trusted_transport), on_item=}. Returns the summary and the
@@ -144,11 +152,7 @@ function M.make(src, dest_pic, path, opts)
     filter = opts.filter, trusted = t.CKA_TRUSTED == true, on_item = opts.on_item,
     seal = function(tmp) M.sign_file(src, id.pik, tmp) end, replace = opts.replace,
     check_seal = function(tmp, a)   -- the signature read back, checked with our own public key
-      local tail = a.tail
-      if not (id.pik_pub and src:verify("CKM_ECDSA", id.pik_pub, digest_file(tmp, a.size - IMAGE.tail),
-                                        tail:sub(#SIG_TRAILER + 3)) == true) then
-        error("its signature does not verify", 0)
-      end
+      if not (id.pik_pub and signature_ok(src, id.pik_pub, signed_digest(tmp, a), a)) then error("its signature does not verify", 0) end
     end})
   if made_t then t:destroy() end
   if not ok then error(sum, 0) end
@@ -210,12 +214,12 @@ function M.open(dst, path)
     bad(path, ("it says HSM %s made it, but the trusted key that signed it is HSM %s's"):format(tostring(h.source.serial), peer.serial))
   end
   -- The signature over everything before it, checked in the HSM with the trusted peer's key.
-  local digest = digest_file(path, a.size - IMAGE.tail)
+  local digest = signed_digest(path, a)
   local pub = assert(wrap.import_public(dst, core.cert_info(peer.der).spki, "hsmsh-image-signer",
     {CKA_WRAP = false, CKA_VERIFY = true}))
-  local ok = dst:verify("CKM_ECDSA", pub, digest, tail:sub(#SIG_TRAILER + 3))
+  local ok = signature_ok(dst, pub, digest, a)
   pub:destroy()
-  if ok ~= true then bad(path, ("its signature does not verify with HSM %s's identity key: altered or damaged"):format(peer.serial)) end
+  if not ok then bad(path, ("its signature does not verify with HSM %s's identity key: altered or damaged"):format(peer.serial)) end
   local digest_hex = keys.hex(digest)
   local mark_obj, mark = mark_of(dst, peer.serial)
   if mark and mark.sequence and (h.sequence < mark.sequence or (h.sequence == mark.sequence and mark.digest ~= digest_hex)) then

@@ -1,10 +1,11 @@
 --- hsm.route: the operator's side of libhsmsh-route.so. The state file (docs/route-state.md)
---- is made by init and changed by set, always whole: written to a temporary file, synced,
---- and renamed over the old one under STATE.lock, with the generation one higher, so that a
---- module re-reading it sees the old state or the new one, never a mix. status adds the
---- statistics the module's processes write to STATE.stats.d/PID.json.
+--- is made by init and changed by set, always whole (hsm.output), under STATE.lock, with the
+--- generation one higher, so that a module re-reading it sees the old state or the new one,
+--- never a mix. status adds the statistics the module's processes write to
+--- STATE.stats.d/PID.json.
 local core = require("hsm.core")
 local json = require("hsm.json")
+local output = require("hsm.output")
 
 local M = {}
 
@@ -87,20 +88,11 @@ local function render(st)
   return table.concat(out, "\n")
 end
 
---- Writes st whole over path (temporary file, sync, rename), readable by every user: the
---- applications that load the module may run as another user than the operator.
-local function save(path, st)
+--- Writes st whole (hsm.output: checked, read back, renamed into place), readable by every
+--- user: the applications that load the module may run as another user than the operator.
+local function save(path, st, replace)
   check(st)
-  local tmp = path .. ".tmp"
-  os.remove(tmp)
-  local ok, err = core.append_synced(tmp, render(st))
-  if ok then ok, err = os.execute(("chmod 0644 '%s'"):format(tmp:gsub("'", "'\\''"))) end
-  if ok then ok, err = os.rename(tmp, path) end
-  if not ok then
-    os.remove(tmp)
-    error(("cannot write route state %s: %s"):format(path, tostring(err)), 0)
-  end
-  core.fsync(path:match("^(.*)/[^/]*$") or ".")
+  output.write(path, render(st), {replace = replace, mode = tonumber("644", 8), what = "route state"})
 end
 
 local function locked(path, fn)
@@ -117,7 +109,7 @@ function M.init(path, opts)
   end
   local st = {format = "1", generation = 1, blue = opts.blue, green = opts.green,
               weights = opts.weights or "100/0", write = opts.write or "blue", mode = opts.mode or "normal"}
-  locked(path, function() save(path, st) end)
+  locked(path, function() save(path, st, false) end)   -- (a racing init loses at the rename)
   return st
 end
 
@@ -131,7 +123,7 @@ function M.set(path, changes)
     end
     if not any then error("route set: give weights=B/G, write=blue|green or mode=normal|limited-write", 0) end
     st.generation = st.generation + 1
-    save(path, st)
+    save(path, st, true)
     return st
   end)
 end

@@ -4,6 +4,8 @@
 # replace an existing file without --yes; share files are never replaced at all.
 #  - a backup onto a full file system (a tmpfs smaller than the archive) fails naming the
 #    file and the cause, and leaves neither the archive nor its temporary file;
+#  - a backup killed (-9) in the middle leaves no archive under its name; run again, it writes
+#    the whole file;
 #  - a second backup to the same file refuses before anything is made; the first file is
 #    unchanged; with --yes it is replaced, and the new file restores;
 #  - backup-n-of-m makes a missing share directory (mode 0700); a second backup into it
@@ -41,6 +43,17 @@ if mount -t tmpfs -o size=${kb}k tmpfs "$work/full"; then
 else
   fail "cannot mount a ${kb} KiB tmpfs at $work/full (the test needs root)"
 fi
+
+# ---- a kill -9 in the middle of writing (at the 5th C_WrapKey), then the same backup again
+FBLUE="pkcs11:token=blue?module-path=${HSMSH_FAULT_LIB:?run through ctest}&pin-source=file:$work/pin"
+HSMSH_FAULT="kill:C_WrapKey:5" bash -c '"$0" "$@" > /dev/null 2>&1' "$HSMSH" run protectserver/backup-file \
+  side=backup token="$FBLUE" file="$work/k.arc" "$COMPS" kcvs=9c1884,62a639
+rc=$?; cmd="backup killed at the 5th C_WrapKey"; rc_is 137
+check "a killed backup leaves no archive under its name" [ ! -e "$work/k.arc" ]
+h run protectserver/backup-file side=backup token="$BLUE" file="$work/k.arc" "$COMPS" kcvs=9c1884,62a639
+rc_is 0
+check "the backup run again writes the whole archive, and no temporary file is left" \
+  [ "$(stat -c %s "$work/k.arc")" -gt 8192 -a ! -e "$work/k.arc.tmp" ]
 
 # ---- an existing archive
 before=$(sha "$work/a.arc")

@@ -9,6 +9,7 @@
 #    after `route set write=green` on green; in limited-write mode it is refused;
 #  - a PIN one side refuses fails C_Login, the log names the side and never the PIN; a side
 #    that is down takes no operations whatever the weights, and is counted;
+#  - two `route set` at once both land, one generation each;
 #  - bad state: `route init`/`set` refuse bad weights, PINs in URIs, unknown arguments, an
 #    existing file; a missing or malformed state fails C_Initialize with a log line; a state
 #    changed to garbage is ignored (the last good one kept, the log says why).
@@ -51,6 +52,16 @@ h route init "$work/other" blue="pkcs11:token=blue?module-path=/nope.so" green="
 h route status "$work/none"; rc_is 1; has err "cannot read route state"
 check "the state is unchanged by the refusals (generation 1)" grep -qx 'generation=1' "$S"
 
+# Two operators at once: both changes are kept (STATE.lock), one generation each.
+g0=$(sed -n 's/^generation=//p' "$S")
+"$HSMSH" route set "$S" weights=60/40 > set1.out 2>&1 & q1=$!
+"$HSMSH" route set "$S" mode=normal > set2.out 2>&1 & q2=$!
+wait $q1; r1=$?; wait $q2; r2=$?
+check "two route set at once both succeed ($r1 $r2: $(show set1.out) $(show set2.out))" [ "$r1$r2" = 00 ]
+check "each raised the generation ($g0 -> $(sed -n 's/^generation=//p' "$S"))" grep -qx "generation=$((g0 + 2))" "$S"
+check "the first change is kept" grep -qx 'weights=60/40' "$S"
+h route set "$S" weights=100/0; rc_is 0
+
 # ---- what the application sees
 rt -L > slots.out 2>&1
 check "one slot ($(show slots.out))" [ "$(grep -c '^Slot' slots.out)" = 1 ]
@@ -67,7 +78,7 @@ for i in 1 2 3; do sign 01 s$i.sig || fail "sign at 100/0 ($(show sign.err))"; d
 b1=$(ops blue ops); g1=$(ops green ops)
 # (a find runs on both sides, for the union; the signatures on the side the weights chose)
 check "at 100/0 the signatures ran on blue (blue ops $b0 -> $b1, green $g0 -> $g1)" [ $((b1 - b0)) -ge $((g1 - g0 + 3)) ]
-h route set "$S" weights=0/100; rc_is 0; has out "generation 2"
+h route set "$S" weights=0/100; rc_is 0; has out "generation 5"
 sleep 0.2
 for i in 1 2 3; do sign 01 t$i.sig || fail "sign at 0/100 ($(show sign.err))"; done
 b2=$(ops blue ops); g2=$(ops green ops)
@@ -121,7 +132,7 @@ rt --login --pin 1234 --keygen --key-type AES:32 --id 0c --label refused > gen.o
 check "limited-write: keygen refused ($(show gen.out))" grep -q CKR_TOKEN_WRITE_PROTECTED gen.out
 check "nothing made on either side" bash -c "! grep -q refused <(pkcs11-tool --module '$MODULE' --token-label green --login --pin 1234 -O 2>/dev/null; pkcs11-tool --module '$MODULE' --token-label blue --login --pin 1234 -O 2>/dev/null)"
 check "the refusal is counted ($r0 -> $(ops green refusals))" [ "$(ops green refusals)" -gt "$r0" ]
-h route status "$S"; rc_is 0; has out "generation 6, weights 0/100, write green, mode limited-write"; has out "SIDE"
+h route status "$S"; rc_is 0; has out "generation 9, weights 0/100, write green, mode limited-write"; has out "SIDE"
 
 # ---- bad state
 good=$(cat "$S")

@@ -10,6 +10,18 @@
 #include "hsm_p11.h"
 #include "softhsm2/hsm_softhsm2.h"
 
+/* Each module binds its own symbols first. A module may dlopen helpers RTLD_GLOBAL
+ * (openCryptoki 3.8 so loads libpkcs11_sw.so, which exports object_create); a module loaded
+ * after it would otherwise call that function for its own (tpm2-pkcs11 1.9's C_CreateObject
+ * then returns openCryptoki's handles: CKR_KEY_HANDLE_INVALID on the next call). The
+ * sanitizers refuse RTLD_DEEPBIND (their malloc would be bypassed): those builds keep the
+ * plain lookup, and tests/integration/modules_matrix shows the difference. */
+#if defined(__SANITIZE_ADDRESS__) || !defined(RTLD_DEEPBIND)
+#define HSM_DEEPBIND 0
+#else
+#define HSM_DEEPBIND RTLD_DEEPBIND
+#endif
+
 struct hsm_module {
     char path[PATH_MAX];
     void *dl;
@@ -163,7 +175,7 @@ hsm_module *hsm_module_load_init(const char *path_or_name, const char *init_rese
     }
     if (hsm_softhsm2_is(m->path))
         hsm_softhsm2_prepare_env();
-    m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
+    m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL | HSM_DEEPBIND);
     if (!m->dl) {
         hsm_err_set(err, "cannot load PKCS#11 module %s: %s", m->path, dlerror());
         goto fail;

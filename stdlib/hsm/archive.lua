@@ -24,7 +24,7 @@ local M = {}
 local TRAILER, VERSION = "HSMSHMAC", 1
 --- What tells an archive from other files of the same layout (hsm.replicate's images).
 M.ARCHIVE = {magic = "HSMSHARC", format = "hsmsh-archive", name = "archive", tail = 0}
-local WRAP_MECH, MAC_MECH, MAC_LEN = "CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC", 32
+local MAC_MECH, MAC_LEN = "CKM_SHA256_HMAC", 32
 local MAX_HEADER, MAX_RECORD = 1 << 20, 16 << 20
 local TRAILER_LEN = #TRAILER + 2 + MAC_LEN
 
@@ -68,9 +68,12 @@ function M.key_from_components(s, components, opts)
   for k, v in pairs(KEY_ATTRS) do t[k] = v end
   for k, v in pairs(opts.attrs or {}) do t[k] = v end
   local key, err = s:create(t)
+  -- A module that records no CKA_CHECK_VALUE (NSS, openCryptoki) for a key that cannot
+  -- encrypt: the KCV of the same value as a throwaway session key that can.
+  local kcv = key and (keys.kcv(key) or M.value_kcv(s, key) or M.component_kcv(s, acc))
   if acc ~= components[1] then acc:close() end
   if not key then error("cannot create the key from its components: " .. tostring(err), 0) end
-  return key, keys.kcv(key) or M.value_kcv(s, key)
+  return key, kcv
 end
 
 --- A KCV for a key that cannot encrypt: the token's CKA_CHECK_VALUE.
@@ -97,8 +100,13 @@ function M.read_components(s, sources, confirm)
     local c, herr = raw:from_hex()
     raw:close()
     if not c then error(("component %d is %s"):format(i, herr), 0) end
-    local kcv = M.component_kcv(s, c)
-    if not kcv then error(("component %d is not a valid AES key (%d bytes)"):format(i, #c), 0) end
+    if #c ~= 16 and #c ~= 24 and #c ~= 32 then
+      error(("component %d is %d bytes; an AES key needs 16, 24 or 32"):format(i, #c), 0)
+    end
+    local kcv, kerr = M.component_kcv(s, c)
+    if not kcv then
+      error(("component %d: the token does not take it as an AES key (%s)"):format(i, tostring(kerr)), 0)
+    end
     if not confirm(i, kcv) then error(("component %d (KCV %s) was not confirmed"):format(i, kcv), 0) end
     out[i] = c
   end
@@ -121,11 +129,12 @@ local function record(kind, payload) return string.pack(">c1I4", kind, #payload)
 --- authenticated; an existing file is never replaced unless opts.replace.
 function M.backup(src, key, path, opts)
   opts = opts or {}
-  local kat = wrap.kat(src, WRAP_MECH)
-  if not kat.ok then error("the source fails the AES-KWP known-answer test: " .. tostring(kat.detail), 0) end
+  local kat, why = wrap.kwp(src, "CKF_WRAP")
+  if not kat then error("the source cannot make an archive: " .. why, 0) end
+  local kwp = kat.mech
   local mac_key = assert(src:generate{type = "GENERIC", bits = 256, token = false,
                                       CKA_EXTRACTABLE = true, CKA_SIGN = true, CKA_VERIFY = true})
-  local mac_blob, err = src:wrap(WRAP_MECH, key, mac_key)
+  local mac_blob, err = src:wrap(kwp, key, mac_key)
   if not mac_blob then error("cannot wrap the MAC key under the archive key: " .. tostring(err), 0) end
   local items, all = opts.items, opts.all_items
   if not items then items, all = migrate.index(src, opts.filter) end
@@ -138,7 +147,7 @@ function M.backup(src, key, path, opts)
   local kind = opts.kind or M.ARCHIVE
   local ti = src:module():token_info(src:slot()) or {}
   local header = {format = kind.format, version = VERSION, hsmsh = core.version, time = os.time(),
-    algorithms = {wrap = WRAP_MECH, mac = MAC_MECH, kwp_aligned_only = kat.aligned_only or false},
+    algorithms = {wrap = kwp, mac = MAC_MECH, kwp_aligned_only = kat.aligned_only or false},
     source = {label = ti.label, serial = ti.serial, model = ti.model, manufacturer = ti.manufacturer},
     objects = #items, archive_key = {kcv = keys.kcv(key) or M.value_kcv(src, key)},
     custody = opts.custody, mac_key = keys.hex(mac_blob)}
@@ -161,7 +170,7 @@ function M.backup(src, key, path, opts)
         entry.reason = migrate.blocker(it, t, {})
         if not entry.reason then
           local berr
-          blob, berr = src:wrap(WRAP_MECH, key, it.obj)
+          blob, berr = src:wrap(kwp, key, it.obj)
           if not blob then entry.reason = "wrap failed: " .. tostring(berr) end
         end
         if blob then
@@ -290,6 +299,13 @@ function M.parse(path, kind)
           mac = tail:sub(#TRAILER + 3), tail = extra, kind = kind}
 end
 
+-- The restoring token's AES-KWP (either name is RFC 5649, whichever the archive records).
+local function unwrap_mech(s)
+  local k, why = wrap.kwp(s, "CKF_UNWRAP")
+  if not k then error("this token cannot restore an archive: " .. why, 0) end
+  return k.mech
+end
+
 --- Opens an archive for restore onto session s with the archive key: parses it, unwraps the
 --- MAC key with the archive key and checks the MAC over the whole file, all before anything
 --- is written. path may also be what M.parse returned. Returns the parsed archive; raises
@@ -303,9 +319,11 @@ function M.open(s, key, path)
   if want and have and want ~= have then
     error(("%s %s was made with the key of KCV %s; this key's KCV is %s"):format(a.kind.name, path, want, have), 0)
   end
+  -- The token's own AES-KWP first: a module without one is named as such, not as a wrong key.
+  local kwp = unwrap_mech(s)
   local mac_blob = type(h.mac_key) == "string" and h.mac_key:match("^%x+$") and require("hsm").unhex(h.mac_key)
   if not mac_blob then error(("%s %s: bad header (no MAC key)"):format(a.kind.name, path), 0) end
-  local mac_key, err = s:unwrap(WRAP_MECH, key, mac_blob, {CKA_CLASS = "CKO_SECRET_KEY",
+  local mac_key, err = s:unwrap(kwp, key, mac_blob, {CKA_CLASS = "CKO_SECRET_KEY",
     CKA_KEY_TYPE = "CKK_GENERIC_SECRET", CKA_TOKEN = false, CKA_VERIFY = true, CKA_SIGN = false})
   if not mac_key then
     error(("%s %s: its MAC key does not unwrap with this key (%s): wrong key or altered %s"):format(a.kind.name, path, err, a.kind.name), 0)
@@ -347,14 +365,14 @@ end
 --- on dst's token: migrate.apply{workers=N} unwraps the keys in N threads, a session each}}.
 function M.plan(dst, key, a, opts)
   opts = opts or {}
-  local kat = wrap.kat(dst, WRAP_MECH)
-  if not kat.ok then error("the destination fails the AES-KWP known-answer test: " .. tostring(kat.detail), 0) end
+  local kat = wrap.kwp(dst, "CKF_UNWRAP")
+  local kwp = unwrap_mech(dst)
   local src_quirk = a.header.algorithms and a.header.algorithms.kwp_aligned_only or false
   local t = {kind = "aes-kwp", aligned_only = src_quirk or kat.aligned_only, trusted = opts.trusted,
              same_quirk = src_quirk == (kat.aligned_only or false), workers = opts.workers,
-             unwrap = function(blob, tmpl) return dst:unwrap(WRAP_MECH, key, blob, tmpl) end}
+             unwrap = function(blob, tmpl) return dst:unwrap(kwp, key, blob, tmpl) end}
   -- The archive key is a session object: every session of this application sees it.
-  function t.unwrap_batch(jobs) return dst:unwrap_parallel(WRAP_MECH, key, jobs, t.workers or {dst}) end
+  function t.unwrap_batch(jobs) return dst:unwrap_parallel(kwp, key, jobs, t.workers or {dst}) end
   return migrate.plan_items(M.items(a), dst, {transport = t, previous = opts.previous,
     capacity = opts.capacity}, {prove = function(it, d_obj)
       return verify.check_evidence(dst, d_obj, it.a, it.evidence)

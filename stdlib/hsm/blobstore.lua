@@ -13,13 +13,13 @@
 --- them, verified, and swapped in at activation, so a failure or a kill leaves the store as
 --- it was until then.
 local core = require("hsm.core")
+local wrap = require("hsm.wrap")
 local json = require("hsm.json")
 local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local exchange = require("hsm.exchange")
 
 local M = {}
-local MECH = "CKM_AES_KEY_WRAP_PAD"
 
 local function sh(cmd) return os.execute(cmd) == true end
 local function q(p) return "'" .. p:gsub("'", "'\\''") .. "'" end
@@ -61,7 +61,7 @@ function M.put(dir, s, obj, name)
   if not name:match("^[%w_%-%.]+$") then error(("bad object name '%s' (letters, digits, - _ .)"):format(name), 0) end
   local st = M.state(dir)
   local mk = M.master_key(s, st.mk.label)
-  local blob, err = s:wrap(MECH, mk, obj)
+  local blob, err = s:wrap(wrap.kwp_mech(s, "CKF_WRAP"), mk, obj)
   if not blob then error(("cannot wrap %s under %s: %s"):format(name, st.mk.label, err), 0) end
   local a = attrs.capture(obj)
   exchange.write_json(entry_path(dir, name), {name = name, attrs = attrs.to_data(a),
@@ -73,7 +73,7 @@ local function unwrap_entry(s, mk, e, token)
   local t = attrs.template(a, "unwrap", attrs.quirks(s))
   t.CKA_TOKEN = token or false
   if not token then t.CKA_EXTRACTABLE = true end   -- a session copy that can be re-wrapped
-  return s:unwrap(MECH, mk, require("hsm").unhex(e.blob), t)
+  return s:unwrap(wrap.kwp_mech(s, "CKF_UNWRAP"), mk, require("hsm").unhex(e.blob), t)
 end
 
 --- The stored key as a session object (unwrapped in the HSM with the active master key).
@@ -144,7 +144,7 @@ function M.rekey(dir, s, new_mk, opts)
         local obj, err = unwrap_entry(s, old, e)
         local blob
         if obj then
-          blob, err = s:wrap(MECH, new_mk, obj)
+          blob, err = s:wrap(wrap.kwp_mech(s, "CKF_WRAP"), new_mk, obj)
           obj:destroy()
         end
         local ok = blob ~= nil

@@ -8,6 +8,7 @@
 --- Shares and components exist outside the HSM only in hsm.Secret and in the custodians'
 --- files; the archive key is a session object on each token for the run only.
 local core = require("hsm.core")
+local wrap = require("hsm.wrap")
 local keys = require("hsm.keys")
 local archive = require("hsm.archive")
 local migrate = require("hsm.migrate")
@@ -99,7 +100,7 @@ function M.new_key(ctx, s, scheme)
     for k, v in pairs(ARCHIVE_KEY) do t[k] = v end
     t.CKA_CLASS, t.CKA_KEY_TYPE, t.CKA_EXTRACTABLE = nil, nil, true
     local key = assert(s:generate_key("CKM_AES_KEY_GEN", t))
-    local blob = assert(s:wrap("CKM_AES_KEY_WRAP_PAD", ckey, key))
+    local blob = assert(s:wrap(wrap.kwp_mech(s, "CKF_WRAP"), ckey, key))
     local ckcv = keys.kcv(ckey) or archive.value_kcv(s, ckey)
     if not p.keep_key then ckey:destroy() end
     return key, {scheme = "single", custodian_kcv = ckcv, archive_key = keys.hex(blob)}
@@ -144,7 +145,7 @@ function M.key_for(ctx, s, custody)
     local blob = custody.archive_key and custody.archive_key:match("^%x+$")
     local t = {}
     for k, v in pairs(ARCHIVE_KEY) do t[k] = v end
-    local key, err = blob and s:unwrap("CKM_AES_KEY_WRAP_PAD", ckey, require("hsm").unhex(blob), t)
+    local key, err = blob and s:unwrap(wrap.kwp_mech(s, "CKF_UNWRAP"), ckey, require("hsm").unhex(blob), t)
     if not p.keep_key then ckey:destroy() end
     if not key then error("the custodian's key does not unwrap the archive key: wrong components? (" .. tostring(err) .. ")", 0) end
     return key

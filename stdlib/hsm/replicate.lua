@@ -29,7 +29,6 @@ local M = {}
 local SIG_TRAILER, SIG_LEN = "HSMSHSIG", 132   -- ECDSA P-521: r || s, 66 bytes each
 local IMAGE = {magic = "HSMSHIMG", format = "hsmsh-image", name = "image", tail = #SIG_TRAILER + 2 + SIG_LEN}
 M.IMAGE = IMAGE
-local KWP = "CKM_AES_KEY_WRAP_PAD"
 local MARK = "hsmsh-image:"   -- the destination's anti-rollback record, one per source HSM
 
 -- ------------------------------------------------------------------ keys
@@ -138,7 +137,7 @@ function M.make(src, dest_pic, path, opts)
     t = assert(src:generate{type = "AES", bits = 256, token = false, CKA_WRAP = true, CKA_UNWRAP = false,
       CKA_ENCRYPT = false, CKA_DECRYPT = false, CKA_EXTRACTABLE = true, CKA_SENSITIVE = true})
   end
-  local t_blob, werr = src:wrap(KWP, k, t)
+  local t_blob, werr = src:wrap(wrap.kwp_mech(src, "CKF_WRAP"), k, t)
   k:destroy()
   if not t_blob then error("cannot wrap the transport key: " .. tostring(werr), 0) end
   local header = {image = {
@@ -230,7 +229,7 @@ function M.open(dst, path)
   local salt = require("hsm").unhex(h.salt)
   local ctx = context(salt or "", h.source.identity, my_fp, id.serial)
   local k = derive_k(dst, id.pik, peer.der, ctx, h.kdf)
-  local t, uerr = dst:unwrap(KWP, k, require("hsm").unhex(h.transport_key) or "", {CKA_CLASS = "CKO_SECRET_KEY",
+  local t, uerr = dst:unwrap(wrap.kwp_mech(dst, "CKF_UNWRAP"), k, require("hsm").unhex(h.transport_key) or "", {CKA_CLASS = "CKO_SECRET_KEY",
     CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_UNWRAP = true, CKA_WRAP = false,
     CKA_ENCRYPT = false, CKA_DECRYPT = false, CKA_SENSITIVE = true, CKA_EXTRACTABLE = false})
   k:destroy()

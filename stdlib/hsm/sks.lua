@@ -13,6 +13,7 @@
 --- key wrapped with AES-KWP under the SMK | HMAC-SHA256 (32 bytes) of everything before it,
 --- computed in the HSM with the blob's own MAC key.
 local json = require("hsm.json")
+local wrap = require("hsm.wrap")
 local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
 local migrate = require("hsm.migrate")
@@ -20,7 +21,7 @@ local transport = require("hsm.transport")
 local verify = require("hsm.verify")
 
 local M = {}
-local MAGIC, MECH, MAC = "HSMSKS01", "CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC"
+local MAGIC, MAC = "HSMSKS01", "CKM_SHA256_HMAC"
 M.MAX_BLOB = 64 * 1024
 
 local SMK_ATTRS = {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = true,
@@ -50,7 +51,7 @@ local function u32(n) return string.pack(">I4", n) end
 local function seal(s, smk, entries)
   local mac_key = assert(s:generate{type = "GENERIC", bits = 256, token = false,
                                     CKA_EXTRACTABLE = true, CKA_SIGN = true, CKA_VERIFY = true})
-  local wrapped = assert(s:wrap(MECH, smk, mac_key))
+  local wrapped = assert(s:wrap(wrap.kwp_mech(s, "CKF_WRAP"), smk, mac_key))
   local header = json.encode({format = "hsmsh-sks", version = 1, smk_kcv = smk_kcv(s, smk),
                               count = #entries, mac_key = keys.hex(wrapped)})
   local parts = {MAGIC, u32(#header), header}
@@ -70,7 +71,7 @@ function M.extract(s, smk, objects)
   local blobs, group, size = {}, {}, 1024
   for _, obj in ipairs(objects) do
     local a = attrs.capture(obj)
-    local blob, err = s:wrap(MECH, smk, obj)
+    local blob, err = s:wrap(wrap.kwp_mech(s, "CKF_WRAP"), smk, obj)
     if not blob then error(("cannot extract %s: %s"):format(migrate.ref(a), err), 0) end
     local e = {a = a, blob = blob, check = keys.kcv(obj) or keys.fingerprint(obj)}
     local need = #blob + #json.encode(attrs.to_data(a)) + 128
@@ -129,7 +130,7 @@ local function open(s, smk, blob)
     bad(("made under the SMK of KCV %s; this token's SMK is %s"):format(tostring(header.smk_kcv), want))
   end
   local mk = type(header.mac_key) == "string" and header.mac_key:match("^%x+$")
-  local mac_key = mk and #mk % 2 == 0 and s:unwrap(MECH, smk, require("hsm").unhex(mk), {CKA_CLASS = "CKO_SECRET_KEY",
+  local mac_key = mk and #mk % 2 == 0 and s:unwrap(wrap.kwp_mech(s, "CKF_UNWRAP"), smk, require("hsm").unhex(mk), {CKA_CLASS = "CKO_SECRET_KEY",
     CKA_KEY_TYPE = "CKK_GENERIC_SECRET", CKA_TOKEN = false, CKA_VERIFY = true})
   if not mac_key then bad("its MAC key does not unwrap under this SMK (another SMK, or altered)") end
   local ok = s:verify(MAC, mac_key, body, mac)
@@ -145,7 +146,7 @@ function M.insert(s, smk, blob)
   for _, e in ipairs(open(s, smk, blob)) do
     local t = attrs.template(e.a, "unwrap", attrs.quirks(s))
     t.CKA_TOKEN = false
-    local obj, err = s:unwrap(MECH, smk, e.blob, t)
+    local obj, err = s:unwrap(wrap.kwp_mech(s, "CKF_UNWRAP"), smk, e.blob, t)
     if not obj then error(("SKS insert of %s failed: %s"):format(migrate.ref(e.a), err), 0) end
     local got = keys.kcv(obj) or keys.fingerprint(obj)
     if e.check and got and got ~= e.check then

@@ -43,8 +43,11 @@ has err "the backup's key4 does not unwrap"
 check "still on MK1: $(state)" [ "$(state)" = "normal MK1" ]
 cp "$work/key4.json" "$STORE/objects/key4.json"
 
+# The token's AES-KWP is known-answer tested first (hsm.wrap.kwp): its three vectors are the
+# first three C_WrapKey calls of a run; the re-encipherment's come after.
+KAT=3
 # ---- a device error while re-enciphering stops the run; the store is unchanged ----
-export HSMSH_FAULT="C_WrapKey:3:CKR_DEVICE_ERROR"
+export HSMSH_FAULT="C_WrapKey:$((KAT + 3)):CKR_DEVICE_ERROR"
 h run ep11/master-key-migrate token="$FTOK" store="$STORE" new=MK2; rc_is 1
 unset HSMSH_FAULT
 has err "failed (C_WrapKey: CKR_DEVICE_ERROR)"
@@ -55,7 +58,7 @@ check "the store still works on MK1" [ "$(kcvs_now)" = "$(cat "$work/kcvs")" ]
 
 # ---- kill -9 at each C_WrapKey of the re-encipherment, then a plain re-run ----
 for k in 1 3 6; do
-  HSMSH_FAULT="kill:C_WrapKey:$k" bash -c '"$0" "$@" > /dev/null 2>&1' "$HSMSH" run ep11/master-key-migrate token="$FTOK" store="$STORE" new=MK2
+  HSMSH_FAULT="kill:C_WrapKey:$((KAT + k))" bash -c '"$0" "$@" > /dev/null 2>&1' "$HSMSH" run ep11/master-key-migrate token="$FTOK" store="$STORE" new=MK2
   rc=$?; cmd="kill at C_WrapKey $k"; rc_is 137
   check "killed mid-way at $k: $(state)" [ "$(state)" = "rekey MK1" ]
   check "the blobs still open under MK1 after the kill at $k" [ "$(kcvs_now)" = "$(cat "$work/kcvs")" ]

@@ -33,7 +33,9 @@ local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil
 --- PKCS#11 defaults of attributes some modules do not have (2.40/3.0 §4.4, §4.7, §4.9): an
 --- attribute a module lacks reads as absent, which compares as its default.
 M.DEFAULTS = {CKA_COPYABLE = true, CKA_DESTROYABLE = true, CKA_MODIFIABLE = true,
-              CKA_WRAP_WITH_TRUSTED = false, CKA_TRUSTED = false, CKA_ALWAYS_AUTHENTICATE = false}
+              CKA_WRAP_WITH_TRUSTED = false, CKA_TRUSTED = false, CKA_ALWAYS_AUTHENTICATE = false,
+              CKA_NAME_HASH_ALGORITHM = "CKM_SHA_1", CKA_CERTIFICATE_CATEGORY = 0,
+              CKA_JAVA_MIDP_SECURITY_DOMAIN = 0}
 
 local function as_default(v)
   if type(v) == "boolean" then return tostring(v) end
@@ -47,6 +49,41 @@ function M.capture(obj)
   return a
 end
 
+-- A certificate serial number (hex, as core.cert_info gives it) as the DER INTEGER that
+-- CKA_SERIAL_NUMBER holds; nil for a negative or unreadable one.
+local function der_integer(hexs)
+  if not hexs or hexs:find("[^%x]") then return nil end
+  local b = core.unhex((#hexs % 2 == 1 and "0" or "") .. hexs)
+  if not b or #b == 0 or #b > 126 then return nil end
+  if b:byte(1) >= 0x80 then b = "\0" .. b end
+  return "\2" .. string.char(#b) .. b
+end
+
+--- Captured attributes with what the object itself implies filled in where the module left
+--- it empty: a certificate's CKA_SUBJECT, CKA_ISSUER and CKA_SERIAL_NUMBER from its DER (NSS
+--- needs the last two; some tools leave them empty), an RSA key's CKA_MODULUS_BITS from its
+--- modulus (NSS records none for a public key it is given). A copy; the input is untouched.
+function M.completed(a)
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  if a.CKA_CLASS == "CKO_CERTIFICATE" and type(a.CKA_VALUE) == "string" and a.CKA_VALUE ~= ""
+     and (empty(a.CKA_ISSUER or "") or empty(a.CKA_SERIAL_NUMBER or "") or empty(a.CKA_SUBJECT or "")) then
+    local info = core.cert_info(a.CKA_VALUE)
+    if info then
+      if empty(a.CKA_SUBJECT or "") then out.CKA_SUBJECT = info.subject_der end
+      if empty(a.CKA_ISSUER or "") then out.CKA_ISSUER = info.issuer_der end
+      if empty(a.CKA_SERIAL_NUMBER or "") then out.CKA_SERIAL_NUMBER = der_integer(info.serial) end
+    end
+  end
+  local n = a.CKA_MODULUS
+  if a.CKA_MODULUS_BITS == nil and type(n) == "string" and #n > 0 then
+    local first, bits = n:byte(1), #n * 8
+    while first < 0x80 and bits > 0 do first, bits = first * 2, bits - 1 end
+    out.CKA_MODULUS_BITS = bits
+  end
+  return out
+end
+
 --- The template that recreates captured attributes. how: "unwrap" (the key material comes
 --- from the blob) or "create" (C_CreateObject, everything given). Empty values are left
 --- out: they are the defaults, and some modules refuse them (SoftHSM2: an empty
@@ -56,6 +93,7 @@ end
 --- record the value, and it is never dropped silently.
 function M.template(captured, how, quirks)
   quirks = quirks or M.QUIRKS.default
+  if how == "create" then captured = M.completed(captured) end
   local t = {}
   local unsupported = quirks.unsupported or {}
   for name, v in pairs(captured) do
@@ -90,9 +128,11 @@ end
 M.same = same
 
 --- Differences between two captures: a sorted list of {name=, from=, to=, forced=}, where an
---- empty value and a missing one count as equal, and a missing attribute with a PKCS#11
---- default (M.DEFAULTS) counts as that default.
+--- empty value and a missing one count as equal, a missing attribute with a PKCS#11
+--- default (M.DEFAULTS) counts as that default, what an object implies (M.completed)
+--- counts as given, and a derived attribute (CKA_CHECK_VALUE) that one side lacks is none.
 function M.diff(a, b)
+  a, b = M.completed(a), M.completed(b)
   local out, names = {}, {}
   for n in pairs(a) do names[n] = true end
   for n in pairs(b) do names[n] = true end
@@ -100,7 +140,10 @@ function M.diff(a, b)
     local x, y = a[n], b[n]
     if x == nil then x = M.DEFAULTS[n] end
     if y == nil then y = M.DEFAULTS[n] end
-    if not same(x, y) and not (empty(x or "") and empty(y or "")) then
+    -- A derived attribute one module does not compute (NSS and openCryptoki keep no
+    -- CKA_CHECK_VALUE) is no difference: the check values themselves are compared apart.
+    local unknown = DERIVED[n] and (empty(x or "") or empty(y or ""))
+    if not unknown and not same(x, y) and not (empty(x or "") and empty(y or "")) then
       out[#out + 1] = {name = n, from = x, to = y, forced = M.FORCED[n] or false}
     end
   end

@@ -139,11 +139,14 @@ end
 local NON_EXTRACTABLE = "not extractable: no PKCS#11 call can export it, not even for token "
   .. "replication; re-encrypt its data under a new key with generic/rotate-reencrypt"
 
+local DES_LEN = {CKK_DES = 8, CKK_DES2 = 16, CKK_DES3 = 24}   -- they have no CKA_VALUE_LEN
+
 --- Why a key cannot travel with transport t (nil when it can). opts: {fips=}.
 local function blocker(it, t, opts)
   local a = it.a
   local cls = a.CKA_CLASS
   if a.CKA_EXTRACTABLE ~= true then return NON_EXTRACTABLE end
+  if t.unavailable then return t.unavailable end
   if a.CKA_WRAP_WITH_TRUSTED == true then
     if not t.trusted then
       return "CKA_WRAP_WITH_TRUSTED: only a trusted wrapping key may carry it (token replication with the SO PIN)"
@@ -162,15 +165,38 @@ local function blocker(it, t, opts)
     return ("unsafe wrapping key: %d-bit strength is weaker than the %d-bit payload"):format(t.strength, need)
   end
   if t.kind == "rsa-oaep" and cls == "CKO_PRIVATE_KEY" then
-    return "RSA-OAEP cannot carry a private key (use transport=rsa-aes)"
+    return t.private or "RSA-OAEP cannot carry a private key (use transport=rsa-aes)"
   end
   if t.aligned_only and not t.same_quirk then
-    local len = a.CKA_VALUE_LEN
+    local len = (a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN or DES_LEN[kt]
     if cls == "CKO_PRIVATE_KEY" or not len or len % 8 ~= 0 then
-      return "AES-KWP on one side is non-standard for payloads that are not a multiple of 8 bytes"
+      return "the two sides' AES-KWP agree only for payloads that are a multiple of 8 bytes "
+        .. "(one zero-pads: SoftHSM2's CKM_AES_KEY_WRAP_PAD), and this key's is not"
     end
   end
   return nil
+end
+
+-- Why the destination cannot hold an object as the source has it (nil when it can): token
+-- data objects on a module that refuses them, or an attribute value it cannot record
+-- (hsm.attrs.template names it; nothing is dropped silently).
+local function unstorable(it, quirks, is_key)
+  local cls = it.a.CKA_CLASS
+  if cls == "CKO_DATA" and quirks.no_token_data then
+    return ("the destination (%s) refuses token data objects (%s)"):format(quirks.name, quirks.no_token_data)
+  end
+  if cls == "CKO_DATA" and quirks.no_public_data and it.a.CKA_PRIVATE == false then
+    return ("the destination (%s) refuses data objects with CKA_PRIVATE=false (%s)"):format(quirks.name,
+      quirks.no_public_data)
+  end
+  if cls == "CKO_PUBLIC_KEY" and quirks.public_key_types and not quirks.public_key_types[it.a.CKA_KEY_TYPE] then
+    local types = {}
+    for kt in pairs(quirks.public_key_types) do types[#types + 1] = (kt:gsub("^CKK_", "")) end
+    table.sort(types)
+    return ("the destination (%s) can be given only %s public keys"):format(quirks.name, table.concat(types, ", "))
+  end
+  local ok, err = pcall(attrs.template, it.a, is_key and "unwrap" or "create", quirks)
+  if not ok then return tostring(err) end
 end
 
 --- Objects with CKA_TOKEN=false seen by a process that has made none yet: impossible in
@@ -267,6 +293,7 @@ function M.plan_items(srcs, dst, opts, base)
     table.insert(at_dst[d.ref], d)
   end
   local plan = base
+  plan.dst_quirks = attrs.quirks(dst)
   plan.items, plan.counts, plan.conflicts = {}, {}, 0
   plan.transport, plan.dst, plan.inflight = opts.transport, dst, inflight
   -- How many destination objects each ref has now: journaled before the first write, so a
@@ -337,6 +364,7 @@ function M.plan_items(srcs, dst, opts, base)
       local why = it.blocked or (is_key and (opts.transport and blocker(it, opts.transport, opts) or
                               not opts.transport and "no transport")) or
                   (not is_key and it.a.CKA_TRUSTED == true and "CKA_TRUSTED objects need an SO session (hsm.trust)")
+                  or unstorable(it, plan.dst_quirks, is_key)
       if why then
         it.strategy, it.reason = "blocked", why
       elseif is_key and opts.capacity and dst_keys + 1 > opts.capacity then
@@ -420,6 +448,8 @@ local function settle(plan, it, d_obj, ours)
   local forced, bad = {}, {}
   for _, d in ipairs(diffs) do
     if d.forced then forced[#forced + 1] = d.name
+    elseif (quirks.imposes or {})[d.name] and (d.from == nil or attrs.same(d.from, {})) then
+      forced[#forced + 1] = d.name .. "(set by the destination module)"
     elseif unrecorded[d.name] and (d.to == 0 or d.to == nil or d.to == "") then
       forced[#forced + 1] = d.name .. "(not recorded by the module)"
     else bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
@@ -642,7 +672,7 @@ function M.apply(plan, opts)
   opts = opts or {}
   M.refuse_conflicts(plan)
   local journal = opts.journal or function() end
-  plan.dst_quirks = attrs.quirks(plan.dst)
+  plan.dst_quirks = plan.dst_quirks or attrs.quirks(plan.dst)
   local sum = {migrated = 0, skipped = 0, blocked = 0, failed = 0}
   if not opts.resumed then journal({event = "destination", counts = plan.dst_counts}) end
   for _, obj in ipairs(plan.strays or {}) do

@@ -11,11 +11,16 @@
 ---   unwrap_keep         FROM_BLOB attributes to keep in an unwrap template (hsm.attrs)
 ---   unrecorded          attributes the module reads as 0 or empty after an unwrap
 ---   unwrap_via_session  unwrap into a session object and copy it to the token (speed)
----   unsupported         {CKA_X = "CKR_..."}: attributes a key template may not carry, with
----                       the return code the module gives (C_GenerateKey of an AES key)
+---   unsupported         {CKA_X = "CKR_..."}: attributes a key or certificate template may
+---                       not carry, with the return code the module gives (C_GenerateKey
+---                       of an AES key, C_CreateObject of a token X.509 certificate)
 ---   no_token_data       "CKR_...": token CKO_DATA objects are refused with that code
 ---   no_secret_keygen    "CKR_...": C_GenerateKey of a secret key fails so, whatever the
 ---                       mechanism list says
+---   no_public_data      "CKR_...": token CKO_DATA objects with CKA_PRIVATE=false are refused
+---   public_key_types    {CKK_X = true}: the only public-key types C_CreateObject accepts
+---   imposes             {CKA_X = true}: attributes the module sets on an object whose
+---                       template has none (reported as differing, not failed)
 local M = {}
 
 local KEEP_VALUE_LEN = {CKA_VALUE_LEN = true}
@@ -37,7 +42,8 @@ M.PROFILES = {
             {library = {manufacturer = "Mozilla Foundation"}}},
    unwrap_keep = KEEP_VALUE_LEN,
    -- On token objects (a session-object unwrap with both was accepted when measured by hand).
-   unsupported = {CKA_COPYABLE = "CKR_GENERAL_ERROR", CKA_DESTROYABLE = "CKR_GENERAL_ERROR"},
+   unsupported = {CKA_COPYABLE = "CKR_GENERAL_ERROR", CKA_DESTROYABLE = "CKR_GENERAL_ERROR",
+                  CKA_NAME_HASH_ALGORITHM = "CKR_GENERAL_ERROR"},
    -- NSS 3.87 keeps no CKA_CHECK_VALUE for secret keys (reads as absent).
    unrecorded = {CKA_CHECK_VALUE = true},
    no_token_data = "CKR_ATTRIBUTE_VALUE_INVALID"},
@@ -45,16 +51,31 @@ M.PROFILES = {
    match = {{token = {manufacturer = "IBM Corp.", model = "IBM SoftTok"}},
             {library = {manufacturer = "IBM", description = "Meta PKCS11 LIBRARY"}}},
    unwrap_keep = KEEP_VALUE_LEN,
+   -- 3.8 refuses CKA_EXTRACTABLE in an unwrap template (CKR_ATTRIBUTE_READ_ONLY); an
+   -- unwrapped key is extractable, and settle() makes it false where the source's is (only
+   -- extractable keys travel, so that never happens in a migration). It records no
+   -- CKA_CHECK_VALUE (secret keys, certificates).
+   unwrap_drop = {CKA_EXTRACTABLE = true},
+   unrecorded = {CKA_CHECK_VALUE = true},
    unsupported = {CKA_COPYABLE = "CKR_ATTRIBUTE_TYPE_INVALID",
                   CKA_DESTROYABLE = "CKR_ATTRIBUTE_TYPE_INVALID",
-                  CKA_WRAP_WITH_TRUSTED = "CKR_ATTRIBUTE_TYPE_INVALID"}},
+                  CKA_WRAP_WITH_TRUSTED = "CKR_ATTRIBUTE_TYPE_INVALID",
+                  CKA_NAME_HASH_ALGORITHM = "CKR_ATTRIBUTE_TYPE_INVALID",
+                  CKA_CERTIFICATE_CATEGORY = "CKR_ATTRIBUTE_TYPE_INVALID",
+                  CKA_JAVA_MIDP_SECURITY_DOMAIN = "CKR_ATTRIBUTE_TYPE_INVALID"}},
   {name = "tpm2",
    -- The token's manufacturer and model are the TPM's (swtpm: "IBM" / "SW   TPM"), so the
    -- library decides; behind p11-kit-proxy only swtpm's model is known here.
    match = {{library = {manufacturer = "tpm2-software.github.io"}},
             {token = {manufacturer = "IBM", model = "SW   TPM"}}},
    unwrap_keep = KEEP_VALUE_LEN,
-   no_secret_keygen = "CKR_FUNCTION_NOT_SUPPORTED"},
+   no_secret_keygen = "CKR_FUNCTION_NOT_SUPPORTED",
+   -- 1.9: "CKA_PRIVATE cannot be CK_FALSE" for data objects; "Can only create RSA Public key
+   -- objects or data objects".
+   no_public_data = "CKR_ATTRIBUTE_VALUE_INVALID",
+   public_key_types = {CKK_RSA = true},
+   -- An RSA public key it is given gets 12 allowed mechanisms.
+   imposes = {CKA_ALLOWED_MECHANISMS = true}},
 }
 
 --- What a module with no profile gets.

@@ -289,7 +289,7 @@ M.plain = plain
 --- Runs a recipe. opts: {params=, dry_run=, json=, yes=, wait=, journal=, previous=}
 --- (previous: the events of the journal being resumed). Returns the exit status.
 --- Phases get ctx: params, dry_run, json, yes, previous, journal(ev), emit(ev), say(fmt, ...),
---- print(text), token(uri, {write=true, ...}), must(v, err), progress(total), state (shared
+--- print(text), token(uri, {write=true, ...}), must(v, err), progress(total), defer(fn), state (shared
 --- between phases) and may set ctx.status (e.g. 1 when some keys failed without raising).
 --- ctx.token(uri, {write = true}) claims the token for the run (hsm.claim): a second run
 --- that writes it refuses at once (or queues, with --wait) until this one ends.
@@ -311,6 +311,10 @@ function M.run(rec, opts)
     bar.tick = function(...) renew(); return tick(...) end
     return bar
   end
+  local deferred = {}
+  --- fn runs when the run ends, whatever happened, dry runs included (e.g. removing the
+  --- objects a transport made), before the sessions close.
+  function ctx.defer(fn) deferred[#deferred + 1] = fn end
   function ctx.must(v, err, ...) if not v then error(err, 0) end return v, err, ... end
   function ctx.token(uri, topts)
     local s, info = require("hsm").token(uri, topts)
@@ -365,6 +369,10 @@ function M.run(rec, opts)
         end
       end
     end
+  end
+  for i = #deferred, 1, -1 do
+    local dok, derr = pcall(deferred[i])
+    if not dok then io.stderr:write(("hsmsh: cleaning up: %s\n"):format(plain(derr))) end
   end
   for _, c in ipairs(claims) do pcall(c.release, c) end
   for _, s in ipairs(opened) do s:close() end

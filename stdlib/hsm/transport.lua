@@ -51,138 +51,208 @@ local function both(smech, dmech, name)
   return a or b
 end
 
---- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
---- session key wrapped on the source, unwrapped on the destination, KCVs compared).
---- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072, keep=false}. Set t.workers
---- to a list of destination sessions (one per thread) for apply's parallel unwrapping.
-function M.new(src, dst, opts)
-  opts = opts or {}
+-- A side's KWP for one direction, known-answer tested (wrap.kwp), or nil and why, naming
+-- the side.
+local function side_kwp(s, side, flag)
+  local k, why, lacks = wrap.kwp(s, flag)
+  if k then return k end
+  if lacks then return nil, ("the %s %s"):format(side, why:gsub("^token %S+ ", "token ")) end
+  return nil, ("the %s token's AES-KWP fails its known-answer test: %s"):format(side, why)
+end
+
+-- Whether the two tokens can carry keys with a kind of transport, from their mechanism lists
+-- and known-answer tests alone (nothing is made): nil and the facts {sk=, dk=, native=}, or
+-- the reason they cannot.
+local function incapable(src, dst, kind)
   local smech, dmech = wrap.mechanisms(src), wrap.mechanisms(dst)
-  local kind = opts.kind or "auto"
-  if kind == "auto" then kind = opts.kek and "aes-kwp" or "rsa-aes" end
-  local t = {kind = kind, notes = {}}
-  local function need(ok, what) if not ok then error(("transport %s: %s"):format(kind, what), 0) end end
-
-  local function kat(s, side, mech)
-    local r = wrap.kat(s, mech)
-    if not r.ok and r.lacks then error(("transport %s: %s"):format(kind, r.detail or "?"), 0) end
-    if not r.ok then error(("transport %s: the %s token failed the %s known-answer test: %s")
-      :format(kind, side, mech, r.detail or "?"), 0) end
-    if r.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. r.detail end
-    return r
+  local facts = {}
+  local function kwps()
+    local why
+    facts.sk, why = side_kwp(src, "source", "CKF_WRAP")
+    if not facts.sk then return why end
+    facts.dk, why = side_kwp(dst, "destination", "CKF_UNWRAP")
+    return why
   end
+  if kind == "aes-kwp" then return kwps(), facts end
+  if not has(dmech, "CKM_RSA_PKCS_KEY_PAIR_GEN", "CKF_GENERATE_KEY_PAIR") then
+    return "the destination cannot generate RSA key pairs"
+  end
+  facts.native = kind == "rsa-aes" and has(smech, "CKM_RSA_AES_KEY_WRAP", "CKF_WRAP")
+    and has(dmech, "CKM_RSA_AES_KEY_WRAP", "CKF_UNWRAP")
+  if facts.native then return nil, facts end
+  local oaep = both(smech, dmech, "CKM_RSA_PKCS_OAEP")
+  if oaep and kind == "rsa-aes" then
+    return "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP with CKF_WRAP on the source and "
+      .. "CKF_UNWRAP on the destination: " .. oaep
+  elseif oaep then
+    return "needs CKM_RSA_PKCS_OAEP with CKF_WRAP on the source and CKF_UNWRAP on the destination: " .. oaep
+  end
+  if kind == "rsa-aes" then return kwps(), facts end
+  return nil, facts
+end
 
+-- The KWP facts of a pair of sides: aligned_only when either zero-pads (SoftHSM2),
+-- same_quirk when both do (their non-standard blobs still agree).
+local function kwp_pair(t, sk, dk)
+  t.aligned_only = sk.aligned_only or dk.aligned_only
+  t.same_quirk = (sk.aligned_only or false) == (dk.aligned_only or false)
+  for side, k in pairs({source = sk, destination = dk}) do
+    if k.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. k.detail end
+  end
+  t.kwp = {wrap = sk.mech, unwrap = dk.mech}
+end
+
+-- The body of M.new for one kind; made collects the objects it makes.
+local function setup(t, src, dst, opts, need, made)
+  local kind = t.kind
+  local function keep(obj) made[#made + 1] = obj; return obj end
+
+  need(kind == "aes-kwp" or kind == "rsa-aes" or kind == "rsa-oaep",
+    "unknown transport (auto, rsa-aes, aes-kwp, rsa-oaep)")
+  if kind == "aes-kwp" then need(opts.kek, "needs kek=LABEL, an AES key present on both tokens") end
+  local why, facts = incapable(src, dst, kind)
+  need(not why, why)
+  local sk, dk, native = facts.sk, facts.dk, facts.native
   if kind == "aes-kwp" then
-    need(opts.kek, "needs kek=LABEL, an AES key present on both tokens")
-    need(has(smech, "CKM_AES_KEY_WRAP_PAD", "CKF_WRAP"), "the source has no CKM_AES_KEY_WRAP_PAD")
-    need(has(dmech, "CKM_AES_KEY_WRAP_PAD", "CKF_UNWRAP"), "the destination has no CKM_AES_KEY_WRAP_PAD")
     local function find_kek(s, side)
       local l = assert(s:find_all({CKA_LABEL = opts.kek, CKA_CLASS = "CKO_SECRET_KEY"}))
       need(#l == 1, ("kek=%s names %d keys on the %s token (expected one)"):format(opts.kek, #l, side))
       return l[1]
     end
-    local sk, dk = find_kek(src, "source"), find_kek(dst, "destination")
-    local kcv1 = sk:get("CKA_CHECK_VALUE") or keys.kcv(sk)
-    local kcv2 = dk:get("CKA_CHECK_VALUE") or keys.kcv(dk)
+    local skek, dkek = find_kek(src, "source"), find_kek(dst, "destination")
+    local kcv1 = skek:get("CKA_CHECK_VALUE") or keys.kcv(skek)
+    local kcv2 = dkek:get("CKA_CHECK_VALUE") or keys.kcv(dkek)
     need(kcv1 and kcv1 == kcv2, "the two KEKs differ (check values " .. hex(kcv1 or "") .. " and "
       .. hex(kcv2 or "") .. ")")
-    need(sk.wrap and dk.unwrap, "the KEK needs CKA_WRAP on the source and CKA_UNWRAP on the destination")
-    t.unsafe = (sk.decrypt or dk.decrypt) and "the KEK can also decrypt (CKA_DECRYPT=true)" or nil
-    t.strength = wrap.strength(sk)
-    local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
-    t.aligned_only = srcr.aligned_only or dstr.aligned_only
-    t.same_quirk = srcr.aligned_only == dstr.aligned_only
-    function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", sk, key) end
-    function t.unwrap(blob, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", dk, blob, tmpl) end
+    need(skek.wrap and dkek.unwrap, "the KEK needs CKA_WRAP on the source and CKA_UNWRAP on the destination")
+    t.unsafe = (skek.decrypt or dkek.decrypt) and "the KEK can also decrypt (CKA_DECRYPT=true)" or nil
+    t.strength = wrap.strength(skek)
+    kwp_pair(t, sk, dk)
+    function t.wrap(key) return src:wrap(sk.mech, skek, key) end
+    function t.unwrap(blob, tmpl) return dst:unwrap(dk.mech, dkek, blob, tmpl) end
     function t.unwrap_batch(jobs)
-      return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", dk, jobs, t.workers or {dst})
+      return dst:unwrap_parallel(dk.mech, dkek, jobs, t.workers or {dst})
     end
     function t.close() end
-  else
-    need(kind == "rsa-aes" or kind == "rsa-oaep", "unknown transport (auto, rsa-aes, aes-kwp, rsa-oaep)")
-    need(has(dmech, "CKM_RSA_PKCS_KEY_PAIR_GEN", "CKF_GENERATE_KEY_PAIR"),
-      "the destination cannot generate RSA key pairs")
-    local native = has(smech, "CKM_RSA_AES_KEY_WRAP", "CKF_WRAP") and has(dmech, "CKM_RSA_AES_KEY_WRAP", "CKF_UNWRAP")
-    if kind == "rsa-aes" and not native then
-      local oaep, kwp = both(smech, dmech, "CKM_RSA_PKCS_OAEP"), both(smech, dmech, "CKM_AES_KEY_WRAP_PAD")
-      need(not oaep, "needs CKM_RSA_AES_KEY_WRAP or CKM_RSA_PKCS_OAEP with CKF_WRAP on the source "
-        .. "and CKF_UNWRAP on the destination: " .. tostring(oaep))
-      need(not kwp, "needs CKM_RSA_AES_KEY_WRAP or CKM_AES_KEY_WRAP_PAD with CKF_WRAP on the source "
-        .. "and CKF_UNWRAP on the destination: " .. tostring(kwp))
-      local srcr, dstr = kat(src, "source", "CKM_AES_KEY_WRAP_PAD"), kat(dst, "destination", "CKM_AES_KEY_WRAP_PAD")
-      t.aligned_only = srcr.aligned_only or dstr.aligned_only
-      t.same_quirk = srcr.aligned_only == dstr.aligned_only
-      t.strength = 256
-    end
-    t.native = native and kind == "rsa-aes"
-    -- keep: the pair is made as token objects and stays (e.g. to audit or reuse it).
-    local pub, priv = M.pair(dst, {bits = opts.bits, token = opts.keep,
-      label = opts.keep and ("hsmsh-transport-" .. os.date("!%Y%m%dT%H%M%SZ")) or nil})
-    if kind == "rsa-oaep" then t.strength = wrap.strength(pub) end
-    local spub, err = wrap.import_public(src, keys.spki(pub))
-    need(spub, "cannot import the transport public key into the source: " .. tostring(err))
-    t.hash = "sha256"
-    local function w(key) -- by kind
-      if kind == "rsa-oaep" then return src:wrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, spub, key) end
-      return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash})
-    end
-    local function u(blob, tmpl)
-      if kind == "rsa-oaep" then return dst:unwrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, priv, blob, tmpl) end
-      return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash})
-    end
-    t.wrap, t.unwrap = w, u
-    function t.close()
-      if t.closed then return end
-      t.closed = true
-      spub:destroy()
-      if not opts.keep then pub:destroy(); priv:destroy() end
-    end
-    -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
-    local probe = assert(src:generate{type = "AES", bits = 128, token = false,
-                                      CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
-    local ok = false
-    for _, h in ipairs({"sha256", "sha1"}) do
-      t.hash = h
-      local blob = w(probe)
-      local back = blob and u(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
-                                     CKA_TOKEN = false, CKA_ENCRYPT = true})
-      if back then
-        ok = keys.kcv(back) == keys.kcv(probe)
-        back:destroy()
-        break
-      end
-    end
-    probe:destroy()
-    if not ok then t.close() end
-    need(ok, "the self-test (a session key wrapped on the source, unwrapped on the destination) failed")
-    if kind == "rsa-aes" and not t.native then
-      -- One ephemeral AES-256 key per run: RSA-OAEP carries it once, AES-KWP every key. The
-      -- same construction as RSA-AES key wrap, without repeating the RSA private-key
-      -- operation (~3 ms) for each key. (Split runs write standard per-key RSA-AES blobs.)
-      local oaep = {"CKM_RSA_PKCS_OAEP", hash = t.hash}
-      local eph = assert(src:generate_key("CKM_AES_KEY_GEN",
-        wrap.ephemeral_template({CKA_VALUE_LEN = 32, CKA_EXTRACTABLE = true, CKA_WRAP = true})))
-      local blob = src:wrap(oaep, spub, eph)
-      local deph = blob and dst:unwrap(oaep, priv, blob,
-        wrap.ephemeral_template({CKA_UNWRAP = true, CKA_EXTRACTABLE = false}))
-      if not deph then eph:destroy(); t.close() end
-      need(deph, "cannot carry the run's AES key to the destination")
-      function t.wrap(key) return src:wrap("CKM_AES_KEY_WRAP_PAD", eph, key) end
-      function t.unwrap(b, tmpl) return dst:unwrap("CKM_AES_KEY_WRAP_PAD", deph, b, tmpl) end
-      function t.unwrap_batch(jobs)
-        return dst:unwrap_parallel("CKM_AES_KEY_WRAP_PAD", deph, jobs, t.workers or {dst})
-      end
-      local close_pair = t.close
-      function t.close()
-        if not t.closed then eph:destroy(); deph:destroy() end
-        close_pair()
-      end
-      t.per_run_key = true
+    t.name = kind .. " (" .. sk.mech .. (dk.mech ~= sk.mech and (" / " .. dk.mech) or "") .. ")"
+    return
+  end
+  if kind == "rsa-aes" and not native then
+    kwp_pair(t, sk, dk)
+    t.strength = 256
+  end
+  t.native = native and kind == "rsa-aes"
+  -- keep: the pair is made as token objects and stays (e.g. to audit or reuse it).
+  local pub, priv = M.pair(dst, {bits = opts.bits, token = opts.keep,
+    label = opts.keep and ("hsmsh-transport-" .. os.date("!%Y%m%dT%H%M%SZ")) or nil})
+  if not opts.keep then keep(pub); keep(priv) end
+  if kind == "rsa-oaep" then t.strength = wrap.strength(pub) end
+  local spub, err = wrap.import_public(src, keys.spki(pub))
+  need(spub, "cannot import the transport public key into the source: " .. tostring(err))
+  keep(spub)
+  t.hash = "sha256"
+  local function w(key) -- by kind
+    if kind == "rsa-oaep" then return src:wrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, spub, key) end
+    return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash})
+  end
+  local function u(blob, tmpl)
+    if kind == "rsa-oaep" then return dst:unwrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, priv, blob, tmpl) end
+    return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash})
+  end
+  t.wrap, t.unwrap = w, u
+  local closers = {}
+  function t.close()
+    if t.closed then return end
+    t.closed = true
+    for _, c in ipairs(closers) do c() end
+    spub:destroy()
+    if not opts.keep then pub:destroy(); priv:destroy() end
+  end
+  -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
+  local probe = keep(assert(src:generate{type = "AES", bits = 128, token = false,
+                                         CKA_EXTRACTABLE = true, CKA_ENCRYPT = true}))
+  local ok = false
+  for _, h in ipairs({"sha256", "sha1"}) do
+    t.hash = h
+    local blob = w(probe)
+    local back = blob and u(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
+                                   CKA_TOKEN = false, CKA_ENCRYPT = true})
+    if back then
+      ok = keys.kcv(back) == keys.kcv(probe)
+      back:destroy()
+      break
     end
   end
+  probe:destroy()
+  made[#made] = nil
+  need(ok, "the self-test (a session key wrapped on the source, unwrapped on the destination) failed")
+  if kind == "rsa-aes" and not t.native then
+    -- One ephemeral AES-256 key per run: RSA-OAEP carries it once, AES-KWP every key (each
+    -- side its own KWP mechanism, wrap.kwp). The same construction as RSA-AES key wrap,
+    -- without repeating the RSA private-key operation (~3 ms) for each key. (Split runs
+    -- write standard per-key RSA-AES blobs.)
+    local oaep = {"CKM_RSA_PKCS_OAEP", hash = t.hash}
+    local eph = keep(assert(src:generate_key("CKM_AES_KEY_GEN",
+      wrap.ephemeral_template({CKA_VALUE_LEN = 32, CKA_EXTRACTABLE = true, CKA_WRAP = true}))))
+    local blob = src:wrap(oaep, spub, eph)
+    local deph = blob and dst:unwrap(oaep, priv, blob,
+      wrap.ephemeral_template({CKA_UNWRAP = true, CKA_EXTRACTABLE = false}))
+    need(deph, "cannot carry the run's AES key to the destination")
+    keep(deph)
+    function t.wrap(key) return src:wrap(sk.mech, eph, key) end
+    function t.unwrap(b, tmpl) return dst:unwrap(dk.mech, deph, b, tmpl) end
+    function t.unwrap_batch(jobs)
+      return dst:unwrap_parallel(dk.mech, deph, jobs, t.workers or {dst})
+    end
+    closers[#closers + 1] = function() eph:destroy(); deph:destroy() end
+    t.per_run_key = true
+  end
   t.name = kind .. (t.hash and ("/oaep-" .. t.hash) or "") .. (t.native and " (native)" or
-    t.per_run_key and " (composed: one AES-256 key per run, AES-KWP per key)" or "")
+    t.per_run_key and (" (composed: one AES-256 key per run, %s per key)"):format(
+      sk.mech == dk.mech and sk.mech or sk.mech .. " / " .. dk.mech) or "")
+end
+
+--- Sets up how keys travel from src to dst and proves it works end to end (a throwaway
+--- session key wrapped on the source, unwrapped on the destination, KCVs compared).
+--- opts: {kind="auto"|"rsa-aes"|"aes-kwp"|"rsa-oaep", kek=label, bits=3072, keep=false}.
+--- auto: aes-kwp with kek=, else rsa-aes, else (the modules share no AES-KWP) rsa-oaep for
+--- secret keys, else a transport that carries nothing (t.unavailable says why: every key is
+--- then blocked with that reason, and public objects are still copied). Set t.workers to a
+--- list of destination sessions (one per thread) for apply's parallel unwrapping.
+--- Whatever it made on either token is removed when it fails.
+function M.new(src, dst, opts)
+  opts = opts or {}
+  local kind = opts.kind or "auto"
+  if kind == "auto" and opts.kek then kind = "aes-kwp" end
+  if kind == "auto" then
+    -- By what the modules offer (a failure while setting up is an error, never a fallback).
+    local why_aes = incapable(src, dst, "rsa-aes")
+    local why_oaep = why_aes and incapable(src, dst, "rsa-oaep")
+    local one = {}
+    for k, v in pairs(opts) do one[k] = v end
+    one.kind = not why_aes and "rsa-aes" or not why_oaep and "rsa-oaep" or nil
+    if one.kind then
+      local t = M.new(src, dst, one)
+      if why_aes then
+        t.private = "no transport for private keys: " .. why_aes
+        t.notes[#t.notes + 1] = "RSA-AES is not possible (" .. why_aes .. "): secret keys go by RSA-OAEP"
+      end
+      return t
+    end
+    -- One reason when both lack the same (e.g. no RSA-OAEP unwrap on the destination).
+    local function tail(e) return e:match(".*: (.-)$") or e end
+    local why = tail(why_oaep) == tail(why_aes) and why_aes or why_aes .. "; RSA-OAEP: " .. why_oaep
+    return {kind = "none", name = "none", notes = {why}, unavailable = "no transport: " .. why,
+            close = function() end}
+  end
+  local t = {kind = kind, notes = {}}
+  local function need(ok, what) if not ok then error(("transport %s: %s"):format(kind, what), 0) end end
+  local made = {}   -- what this call made, removed if it fails
+  local function cleanup() for i = #made, 1, -1 do pcall(made[i].destroy, made[i]) end end
+  local ok, err = pcall(setup, t, src, dst, opts, need, made)
+  if not ok then cleanup(); error(err, 0) end
   return t
 end
+
 
 return M

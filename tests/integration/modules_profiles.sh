@@ -12,8 +12,12 @@ softhsm2-util --init-token --free --label prof --so-pin 12345678 --pin 1234 >/de
 SOFT_URI="pkcs11:token=prof?module-path=$MODULE&pin-value=1234"
 PROXY_SOFT_URI="pkcs11:token=prof?module-path=$HSMSH_P11KIT_PROXY&pin-value=1234"
 
+# A certificate for the certificate-template probes (serial below 0x80: one byte, no sign pad).
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/probe.key" -subj /CN=hsmsh-profile-probe \
+  -set_serial 66 -days 2 -outform DER -out "$work/probe.der" 2>/dev/null || { echo "FAIL: openssl req"; exit 1; }
+
 profile() {  # profile URI EXPECTED
-  h "$check_lua" "$1" "$2"
+  h "$check_lua" "$1" "$2" "$work/probe.der"
   if [ "$rc" -eq 0 ]; then pass; else fail "$2 on $1: $(grep FAIL out | tr '\n' '|') $(show err)"; fi
 }
 profile "$SOFT_URI" softhsm2
@@ -29,7 +33,7 @@ profile "pkcs11:token=$HSMSH_TPM2_TOKEN?module-path=$HSMSH_P11KIT_PROXY&pin-valu
 # checker on a copy of the NSS profile that forgets CKA_DESTROYABLE).
 h -e "local p = require('hsm.profiles'); for _, x in ipairs(p.PROFILES) do
         if x.name == 'nss' then x.unsupported.CKA_DESTROYABLE = nil end end
-      arg = {[0] = 'x', '$NSS_URI', 'nss'}; dofile('$check_lua')"
+      arg = {[0] = 'x', '$NSS_URI', 'nss', '$work/probe.der'}; dofile('$check_lua')"
 rc_is 1; has out "FAIL: CKA_DESTROYABLE=true in a key template: C_GenerateKey: CKR_GENERAL_ERROR (profile: supported)"
 
 finish

@@ -1,10 +1,10 @@
--- profiles_check.lua URI EXPECTED: checks every entry of the token's hsm.profiles profile on
+-- profiles_check.lua URI EXPECTED CERT.der: checks every entry of the token's hsm.profiles profile on
 -- the real module, and that the profile is the one expected. Prints "ok: ..." per fact and
 -- "FAIL: ..." per mismatch; exits 1 on any mismatch. Removing or changing an entry of the
 -- profile makes a check fail: each measured fact must be declared, each declared one measured.
 local hsm = require("hsm")
 local profiles = require("hsm.profiles")
-local uri, expected = arg[1], arg[2]
+local uri, expected, cert_path = arg[1], arg[2], arg[3]
 local s = hsm.token(uri)
 local p = profiles.of(s)
 local failed = 0
@@ -50,6 +50,26 @@ if not p.no_secret_keygen then
   end
 end
 
+-- unsupported, for certificates: exactly these candidates are refused in the template of a
+-- token X.509 certificate (with its subject, issuer and serial), with these codes.
+local f = assert(io.open(assert(cert_path, "give a DER certificate as the third argument"), "rb"))
+local der = f:read("a")
+f:close()
+local info = assert(require("hsm.core").cert_info(der))
+local serial = require("hsm.core").unhex(info.serial)
+local cert_candidates = {CKA_NAME_HASH_ALGORITHM = "CKM_SHA_1", CKA_CERTIFICATE_CATEGORY = 0,
+                         CKA_JAVA_MIDP_SECURITY_DOMAIN = 0}
+for a, v in pairs(cert_candidates) do
+  local c, err = s:create({CKA_CLASS = "CKO_CERTIFICATE", CKA_CERTIFICATE_TYPE = "CKC_X_509",
+    CKA_TOKEN = true, CKA_LABEL = "hsmsh-profile-probe", CKA_VALUE = der, CKA_SUBJECT = info.subject_der,
+    CKA_ISSUER = info.issuer_der, CKA_SERIAL_NUMBER = "\2" .. string.char(#serial) .. serial, [a] = v})
+  if c then c:destroy() end
+  local want = (p.unsupported or {})[a]
+  check((want == nil and c ~= nil) or (want ~= nil and code(err) == want),
+    ("%s in a certificate template: %s (profile: %s)"):format(a, c and "accepted" or tostring(err),
+      want or "supported"))
+end
+
 -- no_token_data: a token CKO_DATA object is refused with that code.
 local d, derr = s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_LABEL = "hsmsh-profile-probe",
                           CKA_VALUE = "x"})
@@ -60,25 +80,78 @@ else
   check(d ~= nil, "token CKO_DATA can be stored (" .. tostring(derr) .. ")")
 end
 
--- unwrap_drop / unrecorded (CKA_VALUE_LEN): an AES key wrapped with CKM_AES_KEY_WRAP and
--- unwrapped with CKA_VALUE_LEN in its template is refused; without it, it reads 0.
-local wk = not p.no_secret_keygen and aes()
+-- no_public_data: a token CKO_DATA object with CKA_PRIVATE=false is refused with that code.
+local pd, pderr = s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_PRIVATE = false,
+                            CKA_LABEL = "hsmsh-profile-probe", CKA_VALUE = "x"})
+if pd then pd:destroy() end
+if p.no_token_data then
+  check(not pd, "public token CKO_DATA refused too (" .. tostring(pderr) .. ")")
+elseif p.no_public_data then
+  check(not pd and code(pderr) == p.no_public_data,
+    ("public token CKO_DATA refused with %s (got %s)"):format(p.no_public_data, tostring(pderr)))
+else
+  check(pd ~= nil, "public token CKO_DATA can be stored (" .. tostring(pderr) .. ")")
+end
+
+-- public_key_types: C_CreateObject of a token EC P-256 public key is accepted exactly when the
+-- profile lists no limit or lists CKK_EC.
+local ec = assert(require("hsm.core").spki_attrs(require("hsm.core").unhex(
+  "3059301306072a8648ce3d020106082a8648ce3d03010703420004993f1342f282319916ca0fd4badf7c484a4938"
+  .. "745e4c0e912bfb2414a156acc2c409e81333c3b5bcc2f7f84d934c4cb59ad562cfd19d5a2eed3622bcf21b9572")))
+ec.CKA_CLASS, ec.CKA_TOKEN, ec.CKA_LABEL, ec.CKA_VERIFY = "CKO_PUBLIC_KEY", true, "hsmsh-profile-probe", true
+local ep, eperr = s:create(ec)
+if ep then ep:destroy() end
+local limit = p.public_key_types
+check((limit == nil or limit.CKK_EC == true) == (ep ~= nil),
+  ("an EC public key can%s be created (%s; profile: %s)"):format(ep and "" or "not",
+    ep and "accepted" or tostring(eperr), limit and "limited" or "any type"))
+
+-- imposes: an RSA public key created without CKA_ALLOWED_MECHANISMS reads a non-empty list
+-- exactly when the profile says the module imposes one.
+local core = require("hsm.core")
+local rsa = assert(core.spki_attrs(assert(core.spki_cert(der))))
+rsa.CKA_CLASS, rsa.CKA_TOKEN, rsa.CKA_LABEL, rsa.CKA_VERIFY = "CKO_PUBLIC_KEY", true, "hsmsh-profile-probe", true
+local rp = assert(s:create(rsa))
+local am = rp:get("CKA_ALLOWED_MECHANISMS")
+rp:destroy()
+local imposed = type(am) == "table" and #am > 0
+check(imposed == ((p.imposes or {}).CKA_ALLOWED_MECHANISMS == true),
+  ("an RSA public key given no CKA_ALLOWED_MECHANISMS reads %d of them (profile: %s)"):format(
+    type(am) == "table" and #am or 0, (p.imposes or {}).CKA_ALLOWED_MECHANISMS and "imposed" or "none"))
+
+-- unwrap_drop / unrecorded: an AES key unwrapped (with CKM_AES_KEY_WRAP, else RSA-OAEP under
+-- a session RSA pair) with CKA_VALUE_LEN or CKA_EXTRACTABLE in its template is refused
+-- exactly when the profile drops it; without CKA_VALUE_LEN it reads 0 exactly when the
+-- profile says unrecorded; one unwrapped with CKA_MODIFIABLE=false reads no KCV likewise.
 local me = {}
 for _, m in ipairs(assert(s:module():mechanisms(s:slot()))) do me[m.name] = m.flags or {} end
-if wk and me.CKM_AES_KEY_WRAP and me.CKM_AES_KEY_WRAP.CKF_UNWRAP then
+local function can(m) return me[m] and me[m].CKF_WRAP and me[m].CKF_UNWRAP end
+local wk, uk, mech
+if not p.no_secret_keygen and can("CKM_AES_KEY_WRAP") then
+  wk = aes(); uk, mech = wk, "CKM_AES_KEY_WRAP"
+elseif not p.no_secret_keygen and can("CKM_RSA_PKCS_OAEP") then
+  wk, uk = require("hsm.transport").pair(s, {bits = 2048, label = "hsmsh-profile-probe"})
+  mech = {"CKM_RSA_PKCS_OAEP", hash = "sha1"}
+end
+if wk then
   local key = assert(aes({CKA_TOKEN = false}))
-  local blob = assert(s:wrap("CKM_AES_KEY_WRAP", wk, key))
+  local blob = assert(s:wrap(mech, wk, key))
   local base = {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true}
-  local with = {}
-  for kk, v in pairs(base) do with[kk] = v end
-  with.CKA_VALUE_LEN = 16
-  local u1, e1 = s:unwrap("CKM_AES_KEY_WRAP", wk, blob, with)
-  if u1 then u1:destroy() end
-  local drop = (p.unwrap_drop or {}).CKA_VALUE_LEN
-  check((drop and not u1 and code(e1) == "CKR_ATTRIBUTE_READ_ONLY") or (not drop and u1 ~= nil),
-    ("CKA_VALUE_LEN in an unwrap template: %s (profile: %s)"):format(u1 and "accepted" or tostring(e1),
-      drop and "dropped" or "kept"))
-  local u2 = assert(s:unwrap("CKM_AES_KEY_WRAP", wk, blob, base))
+  local function with(extra)
+    local t = {}
+    for kk, v in pairs(base) do t[kk] = v end
+    for kk, v in pairs(extra) do t[kk] = v end
+    return t
+  end
+  for name, v in pairs({CKA_VALUE_LEN = 16, CKA_EXTRACTABLE = true}) do
+    local u1, e1 = s:unwrap(mech, uk, blob, with({[name] = v}))
+    if u1 then u1:destroy() end
+    local drop = (p.unwrap_drop or {})[name]
+    check((drop and not u1 and code(e1) == "CKR_ATTRIBUTE_READ_ONLY") or (not drop and u1 ~= nil),
+      ("%s in an unwrap template: %s (profile: %s)"):format(name, u1 and "accepted" or tostring(e1),
+        drop and "dropped" or "kept"))
+  end
+  local u2 = assert(s:unwrap(mech, uk, blob, base))
   local a = assert(u2:attrs())
   local unrec = (p.unrecorded or {}).CKA_VALUE_LEN
   check((unrec and (a.CKA_VALUE_LEN or 0) == 0) or (not unrec and a.CKA_VALUE_LEN == 16),
@@ -86,10 +159,7 @@ if wk and me.CKM_AES_KEY_WRAP and me.CKM_AES_KEY_WRAP.CKF_UNWRAP then
       unrec and "unrecorded" or "recorded"))
   u2:destroy()
   -- unrecorded CKA_CHECK_VALUE: a key unwrapped with CKA_MODIFIABLE=false reads no KCV.
-  local frozen = {}
-  for kk, v in pairs(base) do frozen[kk] = v end
-  frozen.CKA_MODIFIABLE = false
-  local u3 = assert(s:unwrap("CKM_AES_KEY_WRAP", wk, blob, frozen))
+  local u3 = assert(s:unwrap(mech, uk, blob, with({CKA_MODIFIABLE = false})))
   local kcv = (assert(u3:attrs())).CKA_CHECK_VALUE
   local unkcv = (p.unrecorded or {}).CKA_CHECK_VALUE
   check((unkcv and (kcv == nil or kcv == "")) or (not unkcv and kcv ~= nil and kcv ~= ""),
@@ -97,8 +167,9 @@ if wk and me.CKM_AES_KEY_WRAP and me.CKM_AES_KEY_WRAP.CKF_UNWRAP then
       :format(kcv and ("%q"):format(require("hsm").hex(kcv)) or "nil", unkcv and "unrecorded" or "recorded"))
   u3:destroy()
   key:destroy()
+  wk:destroy()
+  if uk ~= wk then uk:destroy() end
 else
-  check(not (p.unwrap_drop or p.unrecorded), "no AES key wrap here, and the profile claims no unwrap facts")
+  check(not (p.unwrap_drop or p.unrecorded), "no key unwrap here, and the profile claims no unwrap facts")
 end
-if wk then wk:destroy() end
 os.exit(failed == 0 and 0 or 1)

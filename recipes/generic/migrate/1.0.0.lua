@@ -23,6 +23,7 @@ local function setup(ctx)
   end
   st.transport = transport.new(st.src, st.dst, {kind = p.transport, kek = p.kek,
                                                     keep = p.keep_transport and not ctx.dry_run})
+  ctx.defer(st.transport.close)   -- dry runs and failures included
   if p.workers > 1 then
     -- One destination session per unwrapping thread (sessions share the token's login).
     local list = {}

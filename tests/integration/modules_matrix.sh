@@ -41,7 +41,7 @@ declare -A MADE ABSENT                  # per set: items made / items the module
 # msg FILE: the last two meaningful lines of a tool's stderr, on one line
 msg() {
   grep -v -e '^\s*$' -e '^Using .* algorithm' -e '^warning: PKCS11 function C_GetAttributeValue' "$1" 2>/dev/null |
-    tail -n 2 | tr '\n' ' ' | cut -c1-400
+    tail -n 2 | tr '\n' ' ' | cut -c1-400 | grep . || echo "(nothing on stderr)"
 }
 
 # hx NAME ARGS...: hsmsh with a timeout; NAME.out, NAME.err, $rc
@@ -222,6 +222,7 @@ EOF
 # run's); prints how many are left (a failed listing: a word no comparison accepts)
 del_prefix() {
   local m=$1 pre=$2 cls label id type n
+  case $pre in "$P-"*) ;; *) echo "refusing-prefix-'$pre'"; return ;; esac
   listing "$m" "$work/del.lst" || { echo "pkcs11-tool-failed-$RANDOM"; return; }
   while IFS='|' read -r cls label id; do
     case $label in "$pre"*) ;; *) continue ;; esac
@@ -249,6 +250,8 @@ cleanup() {
   if [ -n "${HSMSH_MATRIX_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- the modules
 # SoftHSM2: the source token and the proxy cell's destination. pkcs11-tool --token-label
@@ -282,6 +285,17 @@ setup_ock() {
   OCK_READY=1
 }
 
+# p11-kit-proxy: the SoftHSM2 package registers the module (/usr/share/p11-kit/modules/
+# softhsm2.module, read also as root); the proxy must show both SoftHSM2 tokens of the run.
+setup_proxy() {
+  timeout 60 pkcs11-tool --module "$HSMSH_P11KIT_PROXY" --list-token-slots > "$work/proxy.log" 2>&1
+  if grep -q "token label *: $P-shm\$" "$work/proxy.log" && grep -q "token label *: $P-dst\$" "$work/proxy.log"; then
+    return 0
+  fi
+  fail "p11-kit-proxy does not show the SoftHSM2 tokens $P-shm and $P-dst (is SoftHSM2 registered with p11-kit?): $(msg "$work/proxy.log")"
+  return 1
+}
+
 setup_tpm2() {
   mkdir -p "$work/tpm2"
   export TPM2_PKCS11_STORE=$work/tpm2
@@ -310,10 +324,11 @@ make_sources() {  # make_sources SET
   local s=$1 m=$1 L
   local mb; case $s in shm) mb=01 ;; nss) mb=02 ;; ock) mb=03 ;; tpm2) mb=04 ;; esac
   mkdir -p "$work/src"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/src/$s-cert.key" -out "$work/src/$s-cert.pem" \
-    -subj "/CN=$P-$s-cert" -days 30 > /dev/null 2>&1 &&
-    openssl x509 -in "$work/src/$s-cert.pem" -outform DER -out "$work/src/$s-cert.der" ||
-    { fail "openssl req -x509 for $s"; return 1; }
+  if ! { openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/src/$s-cert.key" -out "$work/src/$s-cert.pem" \
+           -subj "/CN=$P-$s-cert" -days 30 &&
+         openssl x509 -in "$work/src/$s-cert.pem" -outform DER -out "$work/src/$s-cert.der"; } > "$work/mk.log" 2>&1; then
+    fail "openssl req -x509 for $s: $(msg "$work/mk.log")"; return 1
+  fi
   printf 'data object of %s, run %s\n' "$s" "$P" > "$work/src/$s-data.bin"
   mkid() { printf '%s%s%02x' "$TAG" "$mb" "$1"; }
   L=$P-$s
@@ -410,6 +425,7 @@ step_dry_run() {  # b. the dry run names its blockers and changes nothing on the
     cell_fail "dry run: the destination's objects went from $before to $after"
   local rows blocked unreasoned
   read -r rows blocked unreasoned < <(python3 "$work/mx.py" plan "$cd/dry.out")
+  rows=${rows:-0} blocked=${blocked:-0} unreasoned=${unreasoned:-0}
   if [ "$unreasoned" -gt 0 ]; then cell_fail "dry run: $unreasoned blocked row(s) without a reason"; fi
   if [ "$rc" -ne 0 ] && [ "$blocked" -eq 0 ]; then
     cell_fail "dry run: exit $rc with no plan (no object named as blocked): $(msg "$cd/dry.err")"
@@ -428,8 +444,8 @@ judge() {
     cell_fail "$what: exit $rc, no summary: $(msg "$f.err")"
     return 1
   fi
-  [ "$fl" = 0 ] || cell_fail "$what: $fl failed: $failures"
-  [ "$rc" -eq 0 ] || cell_fail "$what: exit $rc: $(msg "$f.err")"
+  if [ "$fl" != 0 ]; then cell_fail "$what: $fl failed (exit $rc): $failures"
+  elif [ "$rc" -ne 0 ]; then cell_fail "$what: exit $rc: $(msg "$f.err")"; fi
   [ -z "$unreasoned" ] || cell_fail "$what: blocked or failed without a reason: $unreasoned"
   [ -z "$unreported" ] || cell_fail "$what: source objects with no key event: $unreported"
   return 0
@@ -438,11 +454,8 @@ judge() {
 step_migrate() {  # c. the real run
   hx "$cd/mig" run generic/migrate from="$(uri "$1")" to="$(uri "$2")" filter="label=$P-*" --yes --json
   M_MIG=- M_BLK=- M_FAIL=- M_REASONS=""
-  if judge migrate "$cd/mig" "$cd/src.objs"; then
-    cp "$cd/migrated" "$cd/mig.rows"
-  else
-    : > "$cd/mig.rows"
-  fi
+  rm -f "$cd/mig.rows"   # only a run with a summary is confirmed
+  if judge migrate "$cd/mig" "$cd/src.objs"; then cp "$cd/migrated" "$cd/mig.rows"; fi
   M_MIG=$R_MIG M_BLK=$R_BLK M_FAIL=$R_FAIL M_REASONS=$R_REASONS
 }
 
@@ -452,14 +465,20 @@ step_rerun() {  # d. the same run again migrates nothing new
   [ "$R_MIG" = 0 ] || cell_fail "second run migrated $R_MIG object(s) again"
 }
 
-# confirm WHAT SRC DST ROWS: every object of ROWS is on DST as DST's own tools list it, and
-# the keys work there as they did on the source
+# confirm WHAT SRC DST ROWS: DST holds exactly the cell's objects the run reported migrated
+# (ROWS; none doubled by the second run, nothing half-made), each as DST's own tools list
+# it, and the keys work there as they did on the source. No ROWS file: the run had no summary.
 confirm() {
   local what=$1 src=$2 dst=$3 rows=$4 sset dset
   sset=$(set_of "$src"); dset=$(set_of "$dst")
-  [ -s "$rows" ] || return 0
+  [ -e "$rows" ] || return 0
   if ! listing "$dst" "$cd/dst.lst"; then cell_fail "$what: $(cat "$cd/dst.lst.why")"; return; fi
-  local extra=""
+  local have want
+  have=$(awk -F'|' -v p="$P-$sset-" 'index($2, p) == 1' "$cd/dst.lst" | sort)
+  want=$(sort "$rows")
+  [ "$have" = "$want" ] ||
+    cell_fail "$what: $(display "$dst") holds [$(tr '\n' ' ' <<< "$have")] of the cell's objects, the run reported migrated [$(tr '\n' ' ' <<< "$want")]"
+  [ -s "$rows" ] || return 0
   case $dset in
     nss)
       certutil -L -d "sql:$NSSDB" > "$cd/certutil-L" 2>&1 || cell_fail "$what: certutil -L failed"
@@ -518,8 +537,7 @@ step_clean() {  # g. the destination without what the cell put there
 step_backup() {  # f. backup-file: backup on the source, restore on the destination
   local src=$1 dst=$2 comps="components=file:$work/c1,file:$work/c2"
   B_MIG=- B_BLK=- B_FAIL=- B_REASONS=""
-  : > "$cd/rst.rows"
-  rm -f "$cd/arc"
+  rm -f "$cd/rst.rows" "$cd/arc"
   hx "$cd/bak" run protectserver/backup-file side=backup token="$(uri "$src")" file="$cd/arc" "$comps" \
     filter="label=$P-*" --yes --json
   local have objs keys blk unreasoned reasons
@@ -547,8 +565,9 @@ cell() {  # cell SRC DST
   CF=()
   cd=$work/cells/$src-$dst; mkdir -p "$cd"
   local t=$SECONDS
-  if [ -n "${BROKEN[$(set_of "$src")]:-}${BROKEN[$(set_of "$dst")]:-}" ]; then
-    cell_fail "module not set up: ${BROKEN[$(set_of "$src")]:-}${BROKEN[$(set_of "$dst")]:-}"
+  local broken="${BROKEN[$(set_of "$src")]:-}${BROKEN[$(set_of "$dst")]:-}${BROKEN[$src]:-}"
+  if [ -n "$broken" ]; then
+    cell_fail "module not set up: $broken"
     M_MIG=- M_BLK=- M_FAIL=ERROR M_REASONS="" B_MIG=- B_BLK=- B_FAIL=ERROR B_REASONS=""
   else
     step_inventory "$src"
@@ -561,12 +580,18 @@ cell() {  # cell SRC DST
     confirm restore "$src" "$dst" "$cd/rst.rows"
     step_clean "$src" "$dst" restore
   fi
-  local verdict=PASS first=""; [ ${#CF[@]} -eq 0 ] || { verdict=FAIL; first="  => ${CF[0]:0:200}"; }
+  # the row names the first problem, the real run's when it had one
+  local verdict=PASS first="" f
+  if [ ${#CF[@]} -gt 0 ]; then
+    verdict=FAIL first=${CF[0]}
+    for f in "${CF[@]}"; do case $f in migrate:*) first=$f; break ;; esac; done
+    first="  => ${first:0:200}"
+  fi
   local reasons="${M_REASONS:-none}"
   [ -z "$B_REASONS" ] || [ "$B_REASONS" = "$M_REASONS" ] || reasons="$reasons | backup: $B_REASONS"
   ROWS+=("$(printf '%-4s %-40s migrated=%s blocked=%s failed=%s  backup: migrated=%s blocked=%s failed=%s  reasons: %s%s' \
     "$verdict" "$CELL" "$M_MIG" "$M_BLK" "$M_FAIL" "$B_MIG" "$B_BLK" "$B_FAIL" "$reasons" "$first")")
-  local f; for f in "${CF[@]}"; do FAILS+=("$CELL: $f"); done
+  for f in "${CF[@]}"; do FAILS+=("$CELL: $f"); done
   echo "cell $CELL: $verdict ($((SECONDS - t)) s)"
   check "cell $CELL ends with every object migrated or blocked with a reason, 0 failed, confirmed on the destination (${#CF[@]} problem(s))" \
     [ ${#CF[@]} -eq 0 ]
@@ -581,6 +606,7 @@ setup_softhsm2 || BROKEN[shm]="softhsm2 "
 setup_nss || BROKEN[nss]="nss "
 setup_ock || BROKEN[ock]="opencryptoki "
 setup_tpm2 || BROKEN[tpm2]="tpm2 "
+[ -n "${BROKEN[shm]:-}" ] || setup_proxy || BROKEN[pshm]="p11-kit-proxy "
 for s in shm nss ock tpm2; do
   [ -n "${BROKEN[$s]:-}" ] && continue
   make_sources "$s" || BROKEN[$s]="$(display "$s") "

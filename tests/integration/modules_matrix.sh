@@ -399,16 +399,16 @@ cell_fail() { CF+=("$*"); echo "  FAIL [$CELL] $*"; }
 
 step_inventory() {  # a. the source's inventory lists its set
   local src=$1 set; set=$(set_of "$1")
-  hx "$cd/inv" run generic/inventory token="$(uri "$src")" --json
-  if [ "$rc" -ne 0 ]; then cell_fail "inventory: exit $rc: $(msg "$cd/inv.err")"; return; fi
-  local n; n=$(grep -c '"event":"object"' "$cd/inv.out")
-  python3 "$work/mx.py" inventory "$cd/inv.out" "$P-$set-" | sort > "$cd/src.objs"
+  hx "$cdir/inv" run generic/inventory token="$(uri "$src")" --json
+  if [ "$rc" -ne 0 ]; then cell_fail "inventory: exit $rc: $(msg "$cdir/inv.err")"; return; fi
+  local n; n=$(grep -c '"event":"object"' "$cdir/inv.out")
+  python3 "$work/mx.py" inventory "$cdir/inv.out" "$P-$set-" | sort > "$cdir/src.objs"
   local row miss=""
   while IFS= read -r row; do
-    grep -qxF "$row" "$cd/src.objs" || miss="$miss $row"
+    grep -qxF "$row" "$cdir/src.objs" || miss="$miss $row"
   done < <(sort "$work/src/$set.own")
-  [ -z "$miss" ] || cell_fail "inventory (of $n objects; stderr: $(msg "$cd/inv.err")) lacks what pkcs11-tool lists:$miss"
-  [ -s "$cd/src.objs" ] || cell_fail "inventory: no object of the source set"
+  [ -z "$miss" ] || cell_fail "inventory (of $n objects; stderr: $(msg "$cdir/inv.err")) lacks what pkcs11-tool lists:$miss"
+  [ -s "$cdir/src.objs" ] || cell_fail "inventory: no object of the source set"
 }
 
 dst_count() {  # what a dry run must not change: every object of a token of this run, this
@@ -419,16 +419,16 @@ dst_count() {  # what a dry run must not change: every object of a token of this
 step_dry_run() {  # b. the dry run names its blockers and changes nothing on the destination
   local src=$1 dst=$2 before after
   before=$(dst_count "$dst")
-  hx "$cd/dry" run generic/migrate from="$(uri "$src")" to="$(uri "$dst")" filter="label=$P-*" --dry-run --json
+  hx "$cdir/dry" run generic/migrate from="$(uri "$src")" to="$(uri "$dst")" filter="label=$P-*" --dry-run --json
   after=$(dst_count "$dst")
   [ "$before" = "$after" ] && [ "$before" -ge 0 ] 2> /dev/null ||
     cell_fail "dry run: the destination's objects went from $before to $after"
   local rows blocked unreasoned
-  read -r rows blocked unreasoned < <(python3 "$work/mx.py" plan "$cd/dry.out")
+  read -r rows blocked unreasoned < <(python3 "$work/mx.py" plan "$cdir/dry.out")
   rows=${rows:-0} blocked=${blocked:-0} unreasoned=${unreasoned:-0}
   if [ "$unreasoned" -gt 0 ]; then cell_fail "dry run: $unreasoned blocked row(s) without a reason"; fi
   if [ "$rc" -ne 0 ] && [ "$blocked" -eq 0 ]; then
-    cell_fail "dry run: exit $rc with no plan (no object named as blocked): $(msg "$cd/dry.err")"
+    cell_fail "dry run: exit $rc with no plan (no object named as blocked): $(msg "$cdir/dry.err")"
   fi
 }
 
@@ -437,7 +437,7 @@ judge() {
   local what=$1 f=$2 expected=${3:-}
   local have mig skip blk fl unreasoned unreported reasons failures
   IFS=$'\x1f' read -r have mig skip blk fl unreasoned unreported reasons failures \
-    < <(python3 "$work/mx.py" run "$f.out" "$expected" "$cd")
+    < <(python3 "$work/mx.py" run "$f.out" "$expected" "$cdir")
   R_MIG=$mig R_SKIP=$skip R_BLK=$blk R_FAIL=$fl R_REASONS=$reasons
   if [ "$have" != 1 ]; then
     R_FAIL="ERROR"
@@ -452,16 +452,16 @@ judge() {
 }
 
 step_migrate() {  # c. the real run
-  hx "$cd/mig" run generic/migrate from="$(uri "$1")" to="$(uri "$2")" filter="label=$P-*" --yes --json
+  hx "$cdir/mig" run generic/migrate from="$(uri "$1")" to="$(uri "$2")" filter="label=$P-*" --yes --json
   M_MIG=- M_BLK=- M_FAIL=- M_REASONS=""
-  rm -f "$cd/mig.rows"   # only a run with a summary is confirmed
-  if judge migrate "$cd/mig" "$cd/src.objs"; then cp "$cd/migrated" "$cd/mig.rows"; fi
+  rm -f "$cdir/mig.rows"   # only a run with a summary is confirmed
+  if judge migrate "$cdir/mig" "$cdir/src.objs"; then cp "$cdir/migrated" "$cdir/mig.rows"; fi
   M_MIG=$R_MIG M_BLK=$R_BLK M_FAIL=$R_FAIL M_REASONS=$R_REASONS
 }
 
 step_rerun() {  # d. the same run again migrates nothing new
-  hx "$cd/again" run generic/migrate from="$(uri "$1")" to="$(uri "$2")" filter="label=$P-*" --yes --json
-  judge "second run" "$cd/again" "$cd/src.objs" || return
+  hx "$cdir/again" run generic/migrate from="$(uri "$1")" to="$(uri "$2")" filter="label=$P-*" --yes --json
+  judge "second run" "$cdir/again" "$cdir/src.objs" || return
   [ "$R_MIG" = 0 ] || cell_fail "second run migrated $R_MIG object(s) again"
 }
 
@@ -472,59 +472,59 @@ confirm() {
   local what=$1 src=$2 dst=$3 rows=$4 sset dset
   sset=$(set_of "$src"); dset=$(set_of "$dst")
   [ -e "$rows" ] || return 0
-  if ! listing "$dst" "$cd/dst.lst"; then cell_fail "$what: $(cat "$cd/dst.lst.why")"; return; fi
+  if ! listing "$dst" "$cdir/dst.lst"; then cell_fail "$what: $(cat "$cdir/dst.lst.why")"; return; fi
   local have want
-  have=$(awk -F'|' -v p="$P-$sset-" 'index($2, p) == 1' "$cd/dst.lst" | sort)
+  have=$(awk -F'|' -v p="$P-$sset-" 'index($2, p) == 1' "$cdir/dst.lst" | sort)
   want=$(sort "$rows")
   [ "$have" = "$want" ] ||
     cell_fail "$what: $(display "$dst") holds [$(tr '\n' ' ' <<< "$have")] of the cell's objects, the run reported migrated [$(tr '\n' ' ' <<< "$want")]"
   [ -s "$rows" ] || return 0
   case $dset in
     nss)
-      certutil -L -d "sql:$NSSDB" > "$cd/certutil-L" 2>&1 || cell_fail "$what: certutil -L failed"
-      certutil -K -d "sql:$NSSDB" -f "$work/nss.pw" > "$cd/certutil-K" 2>&1 || cell_fail "$what: certutil -K failed"
-      symkeyutil -L -d "sql:$NSSDB" -f "$work/nss.pw" > "$cd/symkeyutil-L" 2>&1 || cell_fail "$what: symkeyutil -L failed" ;;
+      certutil -L -d "sql:$NSSDB" > "$cdir/certutil-L" 2>&1 || cell_fail "$what: certutil -L failed"
+      certutil -K -d "sql:$NSSDB" -f "$work/nss.pw" > "$cdir/certutil-K" 2>&1 || cell_fail "$what: certutil -K failed"
+      symkeyutil -L -d "sql:$NSSDB" -f "$work/nss.pw" > "$cdir/symkeyutil-L" 2>&1 || cell_fail "$what: symkeyutil -L failed" ;;
     tpm2)
-      tpm2_ptool listobjects --label "$P-tpm2" --path "$work/tpm2" > "$cd/tpm2-list" 2>&1 ||
+      tpm2_ptool listobjects --label "$P-tpm2" --path "$work/tpm2" > "$cdir/tpm2-list" 2>&1 ||
         cell_fail "$what: tpm2_ptool listobjects failed" ;;
   esac
   local cls label id out
   while IFS='|' read -r cls label id; do
     local row="$cls|$label|$id"
-    grep -qxF "$row" "$cd/dst.lst" || { cell_fail "$what: $row is not listed by pkcs11-tool on $(display "$dst")"; continue; }
+    grep -qxF "$row" "$cdir/dst.lst" || { cell_fail "$what: $row is not listed by pkcs11-tool on $(display "$dst")"; continue; }
     case $dset:$cls in
-      nss:certificate) grep -q "^$label " "$cd/certutil-L" || cell_fail "$what: certutil -L lacks $label" ;;
-      nss:private-key) grep -qE "> [a-z]+ +$id +$label\$" "$cd/certutil-K" || cell_fail "$what: certutil -K lacks $label ($id)" ;;
-      nss:secret-key) grep -q "^$label " "$cd/symkeyutil-L" || cell_fail "$what: symkeyutil -L lacks $label" ;;
-      tpm2:*) grep -q "CKA_LABEL: $label\$" "$cd/tpm2-list" || cell_fail "$what: tpm2_ptool listobjects lacks $label" ;;
+      nss:certificate) grep -q "^$label " "$cdir/certutil-L" || cell_fail "$what: certutil -L lacks $label" ;;
+      nss:private-key) grep -qE "> [a-z]+ +$id +$label\$" "$cdir/certutil-K" || cell_fail "$what: certutil -K lacks $label ($id)" ;;
+      nss:secret-key) grep -q "^$label " "$cdir/symkeyutil-L" || cell_fail "$what: symkeyutil -L lacks $label" ;;
+      tpm2:*) grep -q "CKA_LABEL: $label\$" "$cdir/tpm2-list" || cell_fail "$what: tpm2_ptool listobjects lacks $label" ;;
     esac
     local sel=(--label "$label"); [ -n "$id" ] && sel+=(--id "$id")
     case $cls:$label in
       secret-key:*-aes)
         out=$(p11 "$dst" --decrypt -m AES-CBC --iv 000102030405060708090a0b0c0d0e0f "${sel[@]}" \
-                --input-file "$work/src/$sset-aes.ct" 2> "$cd/use.err")
+                --input-file "$work/src/$sset-aes.ct" 2> "$cdir/use.err")
         [ "$out" = "$(cat "$work/src/pt")" ] ||
-          cell_fail "$what: $label on $(display "$dst") does not decrypt what $(display "$src") encrypted: $(msg "$cd/use.err")" ;;
+          cell_fail "$what: $label on $(display "$dst") does not decrypt what $(display "$src") encrypted: $(msg "$cdir/use.err")" ;;
       secret-key:*-hmac)
-        p11 "$dst" --sign -m SHA256-HMAC "${sel[@]}" --input-file "$work/src/msg" --output-file "$cd/mac" > "$cd/use.err" 2>&1
-        cmp -s "$cd/mac" "$work/src/$sset-hmac.mac" ||
-          cell_fail "$what: $label's HMAC on $(display "$dst") differs from the source's: $(msg "$cd/use.err")" ;;
+        p11 "$dst" --sign -m SHA256-HMAC "${sel[@]}" --input-file "$work/src/msg" --output-file "$cdir/mac" > "$cdir/use.err" 2>&1
+        cmp -s "$cdir/mac" "$work/src/$sset-hmac.mac" ||
+          cell_fail "$what: $label's HMAC on $(display "$dst") differs from the source's: $(msg "$cdir/use.err")" ;;
       private-key:*-rsa|private-key:*-ec)
         # ECDSA on the SHA-256 of the message: SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256
         local k=${label##*-} mech=SHA256-RSA-PKCS fmt=() in=$work/src/msg
         [ "$k" = ec ] && { mech=ECDSA; fmt=(--signature-format openssl); in=$work/src/msg.sha256; }
         p11 "$dst" --sign -m "$mech" "${fmt[@]}" "${sel[@]}" --input-file "$in" \
-          --output-file "$cd/sig" > "$cd/use.err" 2>&1
-        openssl dgst -sha256 -verify "$work/src/$sset-$k.pub.pem" -signature "$cd/sig" "$work/src/msg" > /dev/null 2>&1 ||
-          cell_fail "$what: $label signed on $(display "$dst") does not verify with $(display "$src")'s public key: $(msg "$cd/use.err")" ;;
+          --output-file "$cdir/sig" > "$cdir/use.err" 2>&1
+        openssl dgst -sha256 -verify "$work/src/$sset-$k.pub.pem" -signature "$cdir/sig" "$work/src/msg" > /dev/null 2>&1 ||
+          cell_fail "$what: $label signed on $(display "$dst") does not verify with $(display "$src")'s public key: $(msg "$cdir/use.err")" ;;
       certificate:*)
-        p11 "$dst" --read-object --type cert "${sel[@]}" -o "$cd/cert.der" > "$cd/use.err" 2>&1
-        cmp -s "$cd/cert.der" "$work/src/$sset-cert.der" ||
-          cell_fail "$what: certificate $label on $(display "$dst") differs from the one made: $(msg "$cd/use.err")" ;;
+        p11 "$dst" --read-object --type cert "${sel[@]}" -o "$cdir/cert.der" > "$cdir/use.err" 2>&1
+        cmp -s "$cdir/cert.der" "$work/src/$sset-cert.der" ||
+          cell_fail "$what: certificate $label on $(display "$dst") differs from the one made: $(msg "$cdir/use.err")" ;;
       data:*)
-        p11 "$dst" --read-object --type data --label "$label" -o "$cd/data.bin" > "$cd/use.err" 2>&1
-        cmp -s "$cd/data.bin" "$work/src/$sset-data.bin" ||
-          cell_fail "$what: data object $label on $(display "$dst") differs from the one made: $(msg "$cd/use.err")" ;;
+        p11 "$dst" --read-object --type data --label "$label" -o "$cdir/data.bin" > "$cdir/use.err" 2>&1
+        cmp -s "$cdir/data.bin" "$work/src/$sset-data.bin" ||
+          cell_fail "$what: data object $label on $(display "$dst") differs from the one made: $(msg "$cdir/use.err")" ;;
     esac
   done < "$rows"
 }
@@ -537,20 +537,20 @@ step_clean() {  # g. the destination without what the cell put there
 step_backup() {  # f. backup-file: backup on the source, restore on the destination
   local src=$1 dst=$2 comps="components=file:$work/c1,file:$work/c2"
   B_MIG=- B_BLK=- B_FAIL=- B_REASONS=""
-  rm -f "$cd/rst.rows" "$cd/arc"
-  hx "$cd/bak" run protectserver/backup-file side=backup token="$(uri "$src")" file="$cd/arc" "$comps" \
+  rm -f "$cdir/rst.rows" "$cdir/arc"
+  hx "$cdir/bak" run protectserver/backup-file side=backup token="$(uri "$src")" file="$cdir/arc" "$comps" \
     filter="label=$P-*" --yes --json
   local have objs keys blk unreasoned reasons
-  IFS=$'\x1f' read -r have objs keys blk unreasoned reasons < <(python3 "$work/mx.py" backup "$cd/bak.out")
+  IFS=$'\x1f' read -r have objs keys blk unreasoned reasons < <(python3 "$work/mx.py" backup "$cdir/bak.out")
   if [ "$have" != 1 ] || [ "$rc" -ne 0 ]; then
     B_FAIL=ERROR
     if [ "$have" != 1 ]; then have=", no summary"; else have=""; fi
-    cell_fail "backup: exit $rc$have: $(msg "$cd/bak.err")"
+    cell_fail "backup: exit $rc$have: $(msg "$cdir/bak.err")"
     return
   fi
   [ -z "$unreasoned" ] || cell_fail "backup: blocked without a reason: $unreasoned"
-  hx "$cd/rst" run protectserver/backup-file side=restore token="$(uri "$dst")" file="$cd/arc" "$comps" --yes --json
-  if judge restore "$cd/rst" "$cd/src.objs"; then cp "$cd/migrated" "$cd/rst.rows"; fi
+  hx "$cdir/rst" run protectserver/backup-file side=restore token="$(uri "$dst")" file="$cdir/arc" "$comps" --yes --json
+  if judge restore "$cdir/rst" "$cdir/src.objs"; then cp "$cdir/migrated" "$cdir/rst.rows"; fi
   B_MIG=$R_MIG B_BLK=$R_BLK B_FAIL=$R_FAIL
   B_REASONS=$R_REASONS
   [ -z "$reasons" ] || [ -n "$B_REASONS" ] || B_REASONS="not exported: $reasons"
@@ -563,7 +563,7 @@ cell() {  # cell SRC DST
   if [ -n "${HSMSH_MATRIX_CELLS:-}" ] && [[ " $HSMSH_MATRIX_CELLS " != *" $src-$dst "* ]]; then return; fi
   CELL="$(display "$src") -> $(display "$dst")"
   CF=()
-  cd=$work/cells/$src-$dst; mkdir -p "$cd"
+  cdir=$work/cells/$src-$dst; mkdir -p "$cdir"
   local t=$SECONDS
   local broken="${BROKEN[$(set_of "$src")]:-}${BROKEN[$(set_of "$dst")]:-}${BROKEN[$src]:-}"
   if [ -n "$broken" ]; then
@@ -574,10 +574,10 @@ cell() {  # cell SRC DST
     step_dry_run "$src" "$dst"
     step_migrate "$src" "$dst"
     step_rerun "$src" "$dst"
-    confirm migrate "$src" "$dst" "$cd/mig.rows"
+    confirm migrate "$src" "$dst" "$cdir/mig.rows"
     step_clean "$src" "$dst" migrate
     step_backup "$src" "$dst"
-    confirm restore "$src" "$dst" "$cd/rst.rows"
+    confirm restore "$src" "$dst" "$cdir/rst.rows"
     step_clean "$src" "$dst" restore
   fi
   # the row names the first problem, the real run's when it had one

@@ -372,6 +372,8 @@ make_sources() {  # make_sources SET
   printf 'attack at dawn!!' > "$work/src/pt"
   printf 'message signed by the matrix\n' > "$work/src/msg"
   openssl dgst -sha256 -binary "$work/src/msg" > "$work/src/msg.sha256"
+  { printf '\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20'
+    cat "$work/src/msg.sha256"; } > "$work/src/msg.digestinfo"
   local k id
   for k in ${MADE[$s]:-}; do
     id=$(awk -F'|' -v l="$L-$k" '$2 == l && ($1 == "secret-key" || $1 == "public-key") { print $3; exit }' "$work/src/$s.own")
@@ -510,8 +512,10 @@ confirm() {
         cmp -s "$cdir/mac" "$work/src/$sset-hmac.mac" ||
           cell_fail "$what: $label's HMAC on $(display "$dst") differs from the source's: $(msg "$cdir/use.err")" ;;
       private-key:*-rsa|private-key:*-ec)
-        # ECDSA on the SHA-256 of the message: SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256
-        local k=${label##*-} mech=SHA256-RSA-PKCS fmt=() in=$work/src/msg
+        # Signed from the SHA-256 of the message, in the mechanisms every module has:
+        # CKM_RSA_PKCS over the DigestInfo (openCryptoki 3.8 has no CKM_SHA256_RSA_PKCS) and
+        # CKM_ECDSA (SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256); openssl checks both as SHA-256.
+        local k=${label##*-} mech=RSA-PKCS fmt=() in=$work/src/msg.digestinfo
         [ "$k" = ec ] && { mech=ECDSA; fmt=(--signature-format openssl); in=$work/src/msg.sha256; }
         p11 "$dst" --sign -m "$mech" "${fmt[@]}" "${sel[@]}" --input-file "$in" \
           --output-file "$cdir/sig" > "$cdir/use.err" 2>&1

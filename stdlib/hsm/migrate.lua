@@ -167,6 +167,11 @@ local function blocker(it, t, opts)
   if t.kind == "rsa-oaep" and cls == "CKO_PRIVATE_KEY" then
     return t.private or "RSA-OAEP cannot carry a private key (use transport=rsa-aes)"
   end
+  if t.block_only and (cls == "CKO_PRIVATE_KEY" or ((a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN
+      or DES_LEN[kt] or 0) % 16 ~= 0) then
+    return ("the tokens share only %s, which carries secret keys of a whole number of 16-byte "
+      .. "blocks, and this key is not one"):format(t.cbc)
+  end
   if t.aligned_only and not t.same_quirk then
     local len = (a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN or DES_LEN[kt]
     if cls == "CKO_PRIVATE_KEY" or not len or len % 8 ~= 0 then
@@ -178,9 +183,13 @@ local function blocker(it, t, opts)
 end
 
 -- Why the destination cannot hold an object as the source has it (nil when it can): token
--- data objects on a module that refuses them, or an attribute value it cannot record
--- (hsm.attrs.template names it; nothing is dropped silently).
-local function unstorable(it, quirks, is_key)
+-- data objects on a module that refuses them, a public key type it is not given, a key of a
+-- type it has no mechanism for (openCryptoki 3.8 and EC), or an attribute value it cannot
+-- record (hsm.attrs.template names it; nothing is dropped silently).
+local KEY_MECHS = {CKK_EC = "CKM_EC", CKK_EC_EDWARDS = "CKM_EDDSA", CKK_RSA = "CKM_RSA",
+                   CKK_AES = "CKM_AES", CKK_DES3 = "CKM_DES3", CKK_DES2 = "CKM_DES3"}
+
+local function unstorable(it, dst, quirks, is_key)
   local cls = it.a.CKA_CLASS
   if cls == "CKO_DATA" and quirks.no_token_data then
     return ("the destination (%s) refuses token data objects (%s)"):format(quirks.name, quirks.no_token_data)
@@ -194,6 +203,15 @@ local function unstorable(it, quirks, is_key)
     for kt in pairs(quirks.public_key_types) do types[#types + 1] = (kt:gsub("^CKK_", "")) end
     table.sort(types)
     return ("the destination (%s) can be given only %s public keys"):format(quirks.name, table.concat(types, ", "))
+  end
+  local family = is_key and KEY_MECHS[it.a.CKA_KEY_TYPE]
+  if family then
+    local any = false
+    for name in pairs(wrap.mechanisms(dst)) do any = any or name:sub(1, #family) == family end
+    if not any then
+      return ("the destination (%s) lists no %s* mechanism: it could hold the key but not use it")
+        :format(quirks.name, family)
+    end
   end
   local ok, err = pcall(attrs.template, it.a, is_key and "unwrap" or "create", quirks)
   if not ok then return tostring(err) end
@@ -364,7 +382,7 @@ function M.plan_items(srcs, dst, opts, base)
       local why = it.blocked or (is_key and (opts.transport and blocker(it, opts.transport, opts) or
                               not opts.transport and "no transport")) or
                   (not is_key and it.a.CKA_TRUSTED == true and "CKA_TRUSTED objects need an SO session (hsm.trust)")
-                  or unstorable(it, plan.dst_quirks, is_key)
+                  or unstorable(it, dst, plan.dst_quirks, is_key)
       if why then
         it.strategy, it.reason = "blocked", why
       elseif is_key and opts.capacity and dst_keys + 1 > opts.capacity then

@@ -87,8 +87,18 @@ local function incapable(src, dst, kind)
   elseif oaep then
     return "needs CKM_RSA_PKCS_OAEP with CKF_WRAP on the source and CKF_UNWRAP on the destination: " .. oaep
   end
-  if kind == "rsa-aes" then return kwps(), facts end
-  return nil, facts
+  if kind ~= "rsa-aes" then return nil, facts end
+  local why_kwp = kwps()
+  if not why_kwp then return nil, facts end
+  -- No AES-KWP both ways: AES-CBC-PAD, or AES-CBC (block-sized secret keys only), where
+  -- the source wraps and the destination unwraps with it.
+  for _, cbc in ipairs({"CKM_AES_CBC_PAD", "CKM_AES_CBC"}) do
+    if not both(smech, dmech, cbc) then
+      facts.sk, facts.dk, facts.cbc, facts.why_kwp = nil, nil, cbc, why_kwp
+      return nil, facts
+    end
+  end
+  return why_kwp .. ", and no AES-CBC-PAD or AES-CBC the source wraps and the destination unwraps with", facts
 end
 
 -- The KWP facts of a pair of sides: aligned_only when either zero-pads (SoftHSM2),
@@ -138,7 +148,7 @@ local function setup(t, src, dst, opts, need, made)
     return
   end
   if kind == "rsa-aes" and not native then
-    kwp_pair(t, sk, dk)
+    if sk then kwp_pair(t, sk, dk) end
     t.strength = 256
   end
   t.native = native and kind == "rsa-aes"
@@ -150,16 +160,14 @@ local function setup(t, src, dst, opts, need, made)
   local spub, err = wrap.import_public(src, keys.spki(pub))
   need(spub, "cannot import the transport public key into the source: " .. tostring(err))
   keep(spub)
-  t.hash = "sha256"
-  local function w(key) -- by kind
-    if kind == "rsa-oaep" then return src:wrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, spub, key) end
-    return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash})
+  local oaep = function() return {"CKM_RSA_PKCS_OAEP", hash = t.hash} end
+  if t.native then
+    function t.wrap(key) return wrap.rsa_aes_wrap(src, spub, key, {hash = t.hash}) end
+    function t.unwrap(blob, tmpl) return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash}) end
+  else
+    function t.wrap(key) return src:wrap(oaep(), spub, key) end
+    function t.unwrap(blob, tmpl) return dst:unwrap(oaep(), priv, blob, tmpl) end
   end
-  local function u(blob, tmpl)
-    if kind == "rsa-oaep" then return dst:unwrap({"CKM_RSA_PKCS_OAEP", hash = t.hash}, priv, blob, tmpl) end
-    return wrap.rsa_aes_unwrap(dst, priv, blob, tmpl, {hash = t.hash})
-  end
-  t.wrap, t.unwrap = w, u
   local closers = {}
   function t.close()
     if t.closed then return end
@@ -168,48 +176,73 @@ local function setup(t, src, dst, opts, need, made)
     spub:destroy()
     if not opts.keep then pub:destroy(); priv:destroy() end
   end
-  -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
+  -- The self-test: a throwaway key through t.wrap and t.unwrap, KCVs compared.
   local probe = keep(assert(src:generate{type = "AES", bits = 128, token = false,
                                          CKA_EXTRACTABLE = true, CKA_ENCRYPT = true}))
-  local ok = false
+  local function round_trip()   -- true, false (wrong key), or nil (refused)
+    local blob = t.wrap(probe)
+    local back = blob and t.unwrap(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
+                                          CKA_TOKEN = false, CKA_ENCRYPT = true})
+    if not back then return nil end
+    local same = keys.kcv(back) == keys.kcv(probe)
+    back:destroy()
+    return same
+  end
+  -- OAEP with SHA-256 where both modules take it, else SHA-1 (SoftHSM2 has only SHA-1).
+  local ok
   for _, h in ipairs({"sha256", "sha1"}) do
     t.hash = h
-    local blob = w(probe)
-    local back = blob and u(blob, {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES",
-                                   CKA_TOKEN = false, CKA_ENCRYPT = true})
-    if back then
-      ok = keys.kcv(back) == keys.kcv(probe)
-      back:destroy()
-      break
-    end
+    ok = round_trip()
+    if ok ~= nil then break end
   end
-  probe:destroy()
-  made[#made] = nil
   need(ok, "the self-test (a session key wrapped on the source, unwrapped on the destination) failed")
   if kind == "rsa-aes" and not t.native then
     -- One ephemeral AES-256 key per run: RSA-OAEP carries it once, AES-KWP every key (each
     -- side its own KWP mechanism, wrap.kwp). The same construction as RSA-AES key wrap,
     -- without repeating the RSA private-key operation (~3 ms) for each key. (Split runs
-    -- write standard per-key RSA-AES blobs.)
-    local oaep = {"CKM_RSA_PKCS_OAEP", hash = t.hash}
+    -- write standard per-key RSA-AES blobs.) Between modules that share no AES-KWP
+    -- (openCryptoki 3.8 has none), AES-CBC-PAD (or AES-CBC for block-sized secret keys)
+    -- under the same key, a fresh IV before each blob: not authenticated, which the
+    -- verification of every key after it lands makes up for; the blob never leaves the run.
     local eph = keep(assert(src:generate_key("CKM_AES_KEY_GEN",
       wrap.ephemeral_template({CKA_VALUE_LEN = 32, CKA_EXTRACTABLE = true, CKA_WRAP = true}))))
-    local blob = src:wrap(oaep, spub, eph)
-    local deph = blob and dst:unwrap(oaep, priv, blob,
+    local blob = src:wrap(oaep(), spub, eph)
+    local deph = blob and dst:unwrap(oaep(), priv, blob,
       wrap.ephemeral_template({CKA_UNWRAP = true, CKA_EXTRACTABLE = false}))
     need(deph, "cannot carry the run's AES key to the destination")
     keep(deph)
-    function t.wrap(key) return src:wrap(sk.mech, eph, key) end
-    function t.unwrap(b, tmpl) return dst:unwrap(dk.mech, deph, b, tmpl) end
-    function t.unwrap_batch(jobs)
-      return dst:unwrap_parallel(dk.mech, deph, jobs, t.workers or {dst})
+    if facts.cbc then
+      local cbc = facts.cbc
+      function t.wrap(key)
+        local iv = assert(src:random(16))
+        local b, err, code = src:wrap({cbc, iv = iv}, eph, key)
+        if not b then return nil, err, code end
+        return iv .. b
+      end
+      function t.unwrap(b, tmpl)
+        if #b <= 16 then return nil, ("a %s blob of %d bytes has no room for its IV"):format(cbc, #b) end
+        return dst:unwrap({cbc, iv = b:sub(1, 16)}, deph, b:sub(17), tmpl)
+      end
+      t.cbc, t.block_only = cbc, cbc == "CKM_AES_CBC"
+      t.notes[#t.notes + 1] = ("the two tokens share no AES-KWP (%s): keys go %s-wrapped under the "
+        .. "run's AES-256 key"):format(facts.why_kwp, cbc)
+    else
+      function t.wrap(key) return src:wrap(sk.mech, eph, key) end
+      function t.unwrap(b, tmpl) return dst:unwrap(dk.mech, deph, b, tmpl) end
+      function t.unwrap_batch(jobs)
+        return dst:unwrap_parallel(dk.mech, deph, jobs, t.workers or {dst})
+      end
     end
     closers[#closers + 1] = function() eph:destroy(); deph:destroy() end
+    need(round_trip(), "the self-test of the run's AES key (a session key wrapped under it on the "
+      .. "source, unwrapped on the destination) failed")
     t.per_run_key = true
   end
+  probe:destroy()
+  made[#made] = nil
+  local per_key = t.cbc or sk and (sk.mech == dk.mech and sk.mech or sk.mech .. " / " .. dk.mech)
   t.name = kind .. (t.hash and ("/oaep-" .. t.hash) or "") .. (t.native and " (native)" or
-    t.per_run_key and (" (composed: one AES-256 key per run, %s per key)"):format(
-      sk.mech == dk.mech and sk.mech or sk.mech .. " / " .. dk.mech) or "")
+    t.per_run_key and (" (composed: one AES-256 key per run, %s per key)"):format(per_key) or "")
 end
 
 --- Sets up how keys travel from src to dst and proves it works end to end (a throwaway

@@ -23,6 +23,17 @@ local function refused(err)
   return err:find("CKR_MECHANISM_INVALID", 1, true) or err:find("CKR_FUNCTION_NOT_SUPPORTED", 1, true)
 end
 
+local function listed(s, mech, flag) return (wrap.mechanisms(s)[mech] or {})[flag] end
+
+-- A mechanism the source wraps with and the destination unwraps with, for a 16-byte probe.
+local function key_wrap_mech(src, dst)
+  for _, m in ipairs({"CKM_AES_KEY_WRAP", "CKM_AES_CBC_PAD", "CKM_AES_CBC"}) do
+    if listed(src, m, "CKF_WRAP") and listed(dst, m, "CKF_UNWRAP") then
+      return m == "CKM_AES_KEY_WRAP" and m or {m, iv = ("\0"):rep(16)}
+    end
+  end
+end
+
 --- An operation with the source key checked with the destination key (or the reverse).
 --- Returns a description of the check, or raises naming what failed. pub_of(id) finds the
 --- source public key of a pair.
@@ -43,7 +54,8 @@ function M.functional(src, s_obj, dst, d_obj, a, pub_of)
       if p ~= data then error("decrypt on the destination does not give the source's plaintext: " .. tostring(err), 0) end
       return "encrypted on the source, decrypted on the destination"
     end
-    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
+    if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY and listed(src, HMAC[kt], "CKF_SIGN")
+       and wrap.mechanisms(dst)[HMAC[kt]] then
       local sig, err = src:sign(HMAC[kt], s_obj, data)
       must(sig, "sign on the source", err)
       local ok, verr = dst:verify(HMAC[kt], d_obj, data, sig)
@@ -53,11 +65,12 @@ function M.functional(src, s_obj, dst, d_obj, a, pub_of)
       end
       error("the destination does not verify the source's MAC: " .. tostring(verr), 0)
     end
-    if kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP then
+    local wm = kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP and key_wrap_mech(src, dst)
+    if wm then
       local probe = assert(src:generate{type = "AES", bits = 128, token = false,
                                         CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
-      local blob, err = src:wrap("CKM_AES_KEY_WRAP", s_obj, probe)
-      local back = blob and dst:unwrap("CKM_AES_KEY_WRAP", d_obj, blob,
+      local blob, err = src:wrap(wm, s_obj, probe)
+      local back = blob and dst:unwrap(wm, d_obj, blob,
         {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
       local same = back and keys.kcv(back) == keys.kcv(probe)
       probe:destroy()
@@ -71,7 +84,14 @@ function M.functional(src, s_obj, dst, d_obj, a, pub_of)
     if not pub then return "fingerprint only (no source public key with the same ID)" end
     if not a.CKA_SIGN then return "fingerprint only (the private key cannot sign)" end
     local mech, msg = nil, data
-    if kt == "CKK_RSA" then mech = "CKM_SHA256_RSA_PKCS"
+    if kt == "CKK_RSA" then
+      -- openCryptoki 3.8 has no CKM_SHA256_RSA_PKCS: PKCS#1 v1.5 over the data itself
+      -- where either side lacks it.
+      mech = "CKM_SHA256_RSA_PKCS"
+      if not (listed(dst, mech, "CKF_SIGN") and listed(src, mech, "CKF_VERIFY"))
+         and listed(dst, "CKM_RSA_PKCS", "CKF_SIGN") and listed(src, "CKM_RSA_PKCS", "CKF_VERIFY") then
+        mech = "CKM_RSA_PKCS"
+      end
     elseif kt == "CKK_EC" then mech, msg = "CKM_ECDSA", core.sha256(data)
     elseif kt == "CKK_EC_EDWARDS" then mech = "CKM_EDDSA"
     else return "fingerprint only" end

@@ -35,7 +35,7 @@ local function empty(v) return v == "" or (type(v) == "table" and next(v) == nil
 M.DEFAULTS = {CKA_COPYABLE = true, CKA_DESTROYABLE = true, CKA_MODIFIABLE = true,
               CKA_WRAP_WITH_TRUSTED = false, CKA_TRUSTED = false, CKA_ALWAYS_AUTHENTICATE = false,
               CKA_NAME_HASH_ALGORITHM = "CKM_SHA_1", CKA_CERTIFICATE_CATEGORY = 0,
-              CKA_JAVA_MIDP_SECURITY_DOMAIN = 0}
+              CKA_JAVA_MIDP_SECURITY_DOMAIN = 0, CKA_DERIVE = false}
 
 local function as_default(v)
   if type(v) == "boolean" then return tostring(v) end
@@ -62,7 +62,8 @@ end
 --- Captured attributes with what the object itself implies filled in where the module left
 --- it empty: a certificate's CKA_SUBJECT, CKA_ISSUER and CKA_SERIAL_NUMBER from its DER (NSS
 --- needs the last two; some tools leave them empty), an RSA key's CKA_MODULUS_BITS from its
---- modulus (NSS records none for a public key it is given). A copy; the input is untouched.
+--- modulus (NSS records none for a public key it is given); CKA_ALLOWED_MECHANISMS sorted (a
+--- set). A copy; the input is untouched.
 function M.completed(a)
   local out = {}
   for k, v in pairs(a) do out[k] = v end
@@ -74,6 +75,13 @@ function M.completed(a)
       if empty(a.CKA_ISSUER or "") then out.CKA_ISSUER = info.issuer_der end
       if empty(a.CKA_SERIAL_NUMBER or "") then out.CKA_SERIAL_NUMBER = der_integer(info.serial) end
     end
+  end
+  -- A set, whatever order the module lists it in.
+  if type(a.CKA_ALLOWED_MECHANISMS) == "table" then
+    local l = {}
+    for i, m in ipairs(a.CKA_ALLOWED_MECHANISMS) do l[i] = m end
+    table.sort(l, function(x, y) return tostring(x) < tostring(y) end)
+    out.CKA_ALLOWED_MECHANISMS = l
   end
   local n = a.CKA_MODULUS
   if a.CKA_MODULUS_BITS == nil and type(n) == "string" and #n > 0 then

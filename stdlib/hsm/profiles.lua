@@ -51,11 +51,12 @@ M.PROFILES = {
    match = {{token = {manufacturer = "IBM Corp.", model = "IBM SoftTok"}},
             {library = {manufacturer = "IBM", description = "Meta PKCS11 LIBRARY"}}},
    unwrap_keep = KEEP_VALUE_LEN,
-   -- 3.8 refuses CKA_EXTRACTABLE in an unwrap template (CKR_ATTRIBUTE_READ_ONLY); an
-   -- unwrapped key is extractable, and settle() makes it false where the source's is (only
-   -- extractable keys travel, so that never happens in a migration). It records no
-   -- CKA_CHECK_VALUE (secret keys, certificates).
-   unwrap_drop = {CKA_EXTRACTABLE = true},
+   -- 3.8 refuses CKA_EXTRACTABLE and CKA_SENSITIVE=false in an unwrap template
+   -- (CKR_ATTRIBUTE_READ_ONLY) and ignores CKA_SENSITIVE=true: an unwrapped key is
+   -- extractable and not sensitive, and settle() then sets CKA_SENSITIVE=true where the
+   -- source's is (only extractable keys travel). It records no CKA_CHECK_VALUE (secret
+   -- keys, certificates).
+   unwrap_drop = {CKA_EXTRACTABLE = true, CKA_SENSITIVE = true},
    unrecorded = {CKA_CHECK_VALUE = true},
    unsupported = {CKA_COPYABLE = "CKR_ATTRIBUTE_TYPE_INVALID",
                   CKA_DESTROYABLE = "CKR_ATTRIBUTE_TYPE_INVALID",

@@ -120,7 +120,7 @@ check(imposed == ((p.imposes or {}).CKA_ALLOWED_MECHANISMS == true),
     type(am) == "table" and #am or 0, (p.imposes or {}).CKA_ALLOWED_MECHANISMS and "imposed" or "none"))
 
 -- unwrap_drop / unrecorded: an AES key unwrapped (with CKM_AES_KEY_WRAP, else RSA-OAEP under
--- a session RSA pair) with CKA_VALUE_LEN or CKA_EXTRACTABLE in its template is refused
+-- a session RSA pair) with CKA_VALUE_LEN, CKA_EXTRACTABLE or CKA_SENSITIVE=false in its template is refused
 -- exactly when the profile drops it; without CKA_VALUE_LEN it reads 0 exactly when the
 -- profile says unrecorded; one unwrapped with CKA_MODIFIABLE=false reads no KCV likewise.
 local me = {}
@@ -143,7 +143,7 @@ if wk then
     for kk, v in pairs(extra) do t[kk] = v end
     return t
   end
-  for name, v in pairs({CKA_VALUE_LEN = 16, CKA_EXTRACTABLE = true}) do
+  for name, v in pairs({CKA_VALUE_LEN = 16, CKA_EXTRACTABLE = true, CKA_SENSITIVE = false}) do
     local u1, e1 = s:unwrap(mech, uk, blob, with({[name] = v}))
     if u1 then u1:destroy() end
     local drop = (p.unwrap_drop or {})[name]

@@ -3,6 +3,7 @@
 --- realistic mix of keys. Running it again changes nothing.
 local core = require("hsm.core")
 local keys = require("hsm.keys")
+local attrs = require("hsm.attrs")
 
 local M = {}
 
@@ -93,19 +94,14 @@ function M.ensure_token(m, label)
   error("no free slot for token " .. label)
 end
 
---- DER of the name CN=<cn> (short names only: every length fits in one byte).
-local function cn_name(cn)
-  local function tlv(tag, body) return string.char(tag, #body) .. body end
-  return tlv(0x30, tlv(0x31, tlv(0x30, "\6\3\85\4\3" .. tlv(0x0c, cn))))
-end
-
 --- A self-signed certificate for a key pair, signed on the token by its private key.
 function M.certify(s, pub, priv, label, id)
   local spki = assert(keys.spki(pub))
   local der = assert(core.self_signed_cert(priv, spki, label, 3650))
-  return assert(s:create({CKA_CLASS = "CKO_CERTIFICATE", CKA_CERTIFICATE_TYPE = "CKC_X_509",
-    CKA_TOKEN = true, CKA_PRIVATE = false, CKA_LABEL = label, CKA_ID = id,
-    CKA_SUBJECT = cn_name(label), CKA_VALUE = der}))
+  -- Subject, issuer and serial number as the DER has them (NSS needs the last two).
+  return assert(s:create(attrs.completed({CKA_CLASS = "CKO_CERTIFICATE",
+    CKA_CERTIFICATE_TYPE = "CKC_X_509", CKA_TOKEN = true, CKA_PRIVATE = false, CKA_LABEL = label,
+    CKA_ID = id, CKA_VALUE = der})))
 end
 
 function M.fill_blue(s)

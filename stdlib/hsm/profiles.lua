@@ -19,6 +19,7 @@
 ---                       mechanism list says
 ---   no_public_data      "CKR_...": token CKO_DATA objects with CKA_PRIVATE=false are refused
 ---   public_key_types    {CKK_X = true}: the only public-key types C_CreateObject accepts
+---   persists_session_objects  true: objects made with CKA_TOKEN=false outlive their session
 ---   imposes             {CKA_X = true}: attributes the module sets on an object whose
 ---                       template has none (reported as differing, not failed)
 local M = {}
@@ -76,7 +77,10 @@ M.PROFILES = {
    no_public_data = "CKR_ATTRIBUTE_VALUE_INVALID",
    public_key_types = {CKK_RSA = true},
    -- An RSA public key it is given gets 12 allowed mechanisms.
-   imposes = {CKA_ALLOWED_MECHANISMS = true}},
+   imposes = {CKA_ALLOWED_MECHANISMS = true},
+   -- Objects made with CKA_TOKEN=false outlive their session and process: hsmsh destroys
+   -- every object it makes explicitly (transports, probes, known-answer tests).
+   persists_session_objects = true},
 }
 
 --- What a module with no profile gets.

@@ -80,6 +80,21 @@ else
   check(d ~= nil, "token CKO_DATA can be stored (" .. tostring(derr) .. ")")
 end
 
+-- persists_session_objects: a session object made in a second session is still found after
+-- that session is closed (PKCS#11 destroys it then).
+local s2 = assert(s:module():open(s:slot()))
+-- (a data object, or an AES key where the module refuses data objects: NSS)
+local so = s2:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = false, CKA_PRIVATE = true,
+                      CKA_LABEL = "hsmsh-profile-session-probe", CKA_VALUE = "x"})
+  or assert(s2:create({CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false,
+                       CKA_LABEL = "hsmsh-profile-session-probe", CKA_VALUE = ("\1"):rep(16)}))
+s2:close()
+local left = assert(s:find_all({CKA_LABEL = "hsmsh-profile-session-probe"}))
+for _, o in ipairs(left) do o:destroy() end
+check((#left > 0) == (p.persists_session_objects == true),
+  ("a closed session's object is %s (profile: %s)"):format(#left > 0 and "still there" or "gone",
+    p.persists_session_objects and "persists" or "destroyed"))
+
 -- no_public_data: a token CKO_DATA object with CKA_PRIVATE=false is refused with that code.
 local pd, pderr = s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_PRIVATE = false,
                             CKA_LABEL = "hsmsh-profile-probe", CKA_VALUE = "x"})

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +234,30 @@ static int l_chmod(lua_State *L)
     return luaL_fileresult(L, chmod(path, (mode_t)luaL_checkinteger(L, 2)) == 0, path);
 }
 
+/* core.chgrp(path, group) -> true | nil, err: gives path to a group (by name), owner kept */
+static int l_chgrp(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    struct group *g = getgrnam(name);
+    if (!g) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "no group named '%s'", name);
+        return 2;
+    }
+    return luaL_fileresult(L, chown(path, (uid_t)-1, g->gr_gid) == 0, path);
+}
+
+/* core.gid(group) -> the group's id | nil (no such group) */
+static int l_gid(lua_State *L)
+{
+    struct group *g = getgrnam(luaL_checkstring(L, 1));
+    if (!g)
+        return 0;
+    lua_pushinteger(L, (lua_Integer)g->gr_gid);
+    return 1;
+}
+
 /* core.rename_new(from, to) -> true | nil, err: renames, but never over an existing file
  * (renameat2 RENAME_NOREPLACE; a hard link and an unlink where the file system lacks it).
  * The directory is synced after, so the new name survives a crash. */
@@ -316,7 +341,7 @@ void lhsm_open_file(lua_State *L)
     lhsm_newclass(L, LHSM_SHA256, methods, meta);
     static const luaL_Reg fns[] = {{"sha256_stream", l_sha256_stream}, {"stat", l_stat},
                                    {"listdir", l_listdir}, {"fsync", l_fsync},
-                                   {"mkdir", l_mkdir}, {"chmod", l_chmod}, {"rename_new", l_rename_new}, {"truncate", l_truncate},
+                                   {"mkdir", l_mkdir}, {"chmod", l_chmod}, {"chgrp", l_chgrp}, {"gid", l_gid}, {"rename_new", l_rename_new}, {"truncate", l_truncate},
                                    {"process", l_process}, {"alive", l_alive}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -253,6 +253,8 @@ static CK_RV do_initialize(CK_VOID_PTR pInitArgs)
         if (all && !(a->flags & CKF_OS_LOCKING_OK))
             return CKR_CANT_LOCK;
     }
+    route_g.no_threads = pInitArgs &&
+        (((CK_C_INITIALIZE_ARGS *)pInitArgs)->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS);
     if (route_g.initialized && route_g.pid == getpid())
         return CKR_CRYPTOKI_ALREADY_INITIALIZED;
     if (route_g.initialized)

@@ -1,5 +1,6 @@
 /* log.c - the module's log (HSMSH_ROUTE_LOG, default STATE.log): one line per event, with
  * time and process id. Never a PIN, never key material. The module writes nowhere else. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,15 +35,25 @@ void route_log(const char *fmt, ...)
     const char *path = route_g.log_path[0] ? route_g.log_path : NULL;
     if (!path)
         return;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    int fd = route_open_shared(path);
     if (fd < 0)
         return;
-    struct stat st;
-    /* Created by us: writable by the other users an application may run as. */
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != 0666 &&
-        st.st_size == 0)
-        fchmod(fd, 0666);
     ssize_t w = write(fd, line, len);
     (void)w;
     close(fd);
+}
+
+/* A file for appending that applications of other users in its group also write (the birth
+ * journal, the log): made 0660 when this call creates it, whatever the umask; an existing
+ * file keeps its mode (`hsmsh route init ... group=GROUP` makes them so for a group). */
+int route_open_shared(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+    if (fd >= 0) {
+        fchmod(fd, 0660);
+        return fd;
+    }
+    if (errno != EEXIST)
+        return -1;
+    return open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 }

@@ -301,6 +301,50 @@ static CK_RV find_side(int side, CK_SESSION_HANDLE bs, CK_ATTRIBUTE_PTR t, CK_UL
     return CKR_OK;
 }
 
+/* One side's search, for a thread of its own. */
+typedef struct {
+    int side, usable;
+    CK_SESSION_HANDLE bs;
+    CK_ATTRIBUTE_PTR t;
+    CK_ULONG n;
+    CK_OBJECT_HANDLE *list;
+    CK_ULONG nlist;
+    long long t0;
+    CK_RV rv;
+} side_find;
+
+static void *find_thread(void *p)
+{
+    side_find *f = p;
+    f->rv = find_side(f->side, f->bs, f->t, f->n, &f->list, &f->nlist);
+    return NULL;
+}
+
+/* A search on several sides: both at once where they are large (a union over 16,666 objects
+ * a side then costs about one side's time, not two), in turn where a search is small or the
+ * application forbids threads (CKF_LIBRARY_CANT_CREATE_OS_THREADS). */
+static atomic_ulong last_find_size;
+#define PARALLEL_FIND_MIN 512
+
+static void find_sides(side_find *f, int count)
+{
+    pthread_t th;
+    int threaded = 0;
+    if (count == 2 && !route_g.no_threads && atomic_load(&last_find_size) >= PARALLEL_FIND_MIN)
+        threaded = pthread_create(&th, NULL, find_thread, &f[1]) == 0;
+    find_thread(&f[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        for (int i = 1; i < count; i++)
+            find_thread(&f[i]);
+    unsigned long most = 0;
+    for (int i = 0; i < count; i++)
+        if (f[i].rv == CKR_OK && f[i].nlist > most)
+            most = f[i].nlist;
+    atomic_store(&last_find_size, most);
+}
+
 CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
     CHECK_INIT();
@@ -318,21 +362,42 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
     CK_ULONG nres = 0;
     CK_RV rv = CKR_OK;
     int asked = 0;
-    for (int side = 0; side < ROUTE_SIDES && rv == CKR_OK; side++) {
+    side_find f[ROUTE_SIDES];
+    int count = 0;
+    for (int side = 0; side < ROUTE_SIDES; side++) {
         if (!route_side_usable(side))
             continue;
-        CK_SESSION_HANDLE bs;
-        long long t0 = route_now_us();
-        CK_RV r = route_sess_backend(s, side, &bs);
-        CK_OBJECT_HANDLE *bl = NULL;
-        CK_ULONG nb = 0;
-        if (r == CKR_OK)
-            r = find_side(side, bs, t, n, &bl, &nb);
-        if (r != CKR_OK) {
-            route_stat_op(side, t0, r);
-            route_side_failed(side, r, "C_FindObjects");
-            if (!route_rv_is_down(r))
-                rv = r;       /* a failed search is an error, never "no objects" */
+        side_find *x = &f[count++];
+        *x = (side_find){.side = side, .t = t, .n = n, .t0 = route_now_us()};
+        x->rv = route_sess_backend(s, side, &x->bs);
+        x->usable = x->rv == CKR_OK;
+    }
+    /* the searches of the sides whose session is there */
+    side_find run[ROUTE_SIDES];
+    int nrun = 0;
+    for (int i = 0; i < count; i++)
+        if (f[i].usable)
+            run[nrun++] = f[i];
+    find_sides(run, nrun);
+    for (int i = 0, j = 0; i < count; i++)
+        if (f[i].usable)
+            f[i] = run[j++];
+    for (int i = 0; i < count; i++) {
+        side_find *x = &f[i];
+        int side = x->side;
+        CK_SESSION_HANDLE bs = x->bs;
+        CK_OBJECT_HANDLE *bl = x->list;
+        CK_ULONG nb = x->nlist;
+        x->list = NULL;
+        if (rv != CKR_OK) {
+            free(bl);
+            continue;
+        }
+        if (x->rv != CKR_OK) {
+            route_stat_op(side, x->t0, x->rv);
+            route_side_failed(side, x->rv, "C_FindObjects");
+            if (!route_rv_is_down(x->rv))
+                rv = x->rv;   /* a failed search is an error, never "no objects" */
             continue;
         }
         asked++;
@@ -340,23 +405,23 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
         if (!p) {
             free(bl);
             rv = CKR_HOST_MEMORY;
-            break;
+            continue;
         }
         res = p;
         /* known objects under one lock; the others need their identity read first */
         pthread_mutex_lock(&route_lock);
         CK_ULONG unknown = 0;
-        for (CK_ULONG i = 0; i < nb; i++) {
-            CK_OBJECT_HANDLE rh = route_obj_lookup(side, bl[i]);
+        for (CK_ULONG k = 0; k < nb; k++) {
+            CK_OBJECT_HANDLE rh = route_obj_lookup(side, bl[k]);
             if (rh)
                 res[nres++] = rh;
             else
-                bl[unknown++] = bl[i];
+                bl[unknown++] = bl[k];
         }
         pthread_mutex_unlock(&route_lock);
-        for (CK_ULONG i = 0; i < unknown && rv == CKR_OK; i++) {
+        for (CK_ULONG k = 0; k < unknown && rv == CKR_OK; k++) {
             route_obj id;
-            CK_RV ir = route_obj_identity(side, bs, bl[i], &id);
+            CK_RV ir = route_obj_identity(side, bs, bl[k], &id);
             if (ir == CKR_OBJECT_HANDLE_INVALID)
                 continue;        /* destroyed since the search */
             if (ir != CKR_OK) {
@@ -364,7 +429,7 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
                 break;
             }
             pthread_mutex_lock(&route_lock);
-            CK_OBJECT_HANDLE rh = route_obj_register(side, bl[i], &id);
+            CK_OBJECT_HANDLE rh = route_obj_register(side, bl[k], &id);
             pthread_mutex_unlock(&route_lock);
             if (!rh)
                 rv = CKR_HOST_MEMORY;
@@ -372,7 +437,7 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
                 res[nres++] = rh;
         }
         free(bl);
-        route_stat_op(side, t0, rv);
+        route_stat_op(side, x->t0, rv);
     }
     if (rv == CKR_OK && !asked)
         rv = CKR_DEVICE_ERROR;

@@ -51,6 +51,7 @@ route_state *route_state_load(const char *path, char *why, size_t whylen);
 const route_state *route_state_current(void);
 
 /* ------------------------------------------------------------------ log (log.c) */
+int route_open_shared(const char *path);
 void route_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *route_rv_name(CK_RV rv, char *buf, size_t len);
 
@@ -85,6 +86,7 @@ typedef struct route_global {
     CK_USER_TYPE user;
     unsigned char *pin;            /* mlock'd, zeroised on logout/finalize */
     size_t pin_len, pin_cap;
+    int no_threads;                /* CKF_LIBRARY_CANT_CREATE_OS_THREADS was given */
     /* seeded choice for repeatable tests (HSMSH_ROUTE_SEED) */
     int seeded;
     unsigned long long seed;

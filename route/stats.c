@@ -91,8 +91,8 @@ void route_stats_flush(int force)
     if (!route_g.stats_dir[0])
         return;
     pthread_mutex_lock(&flush_lock);
-    if (mkdir(route_g.stats_dir, 01777) == 0)
-        chmod(route_g.stats_dir, 01777);   /* other users' applications write here too */
+    if (mkdir(route_g.stats_dir, 02770) == 0)
+        chmod(route_g.stats_dir, 02770);   /* the group's (see route_open_shared) */
     char path[4400], tmp[4500], buf[8192];
     snprintf(path, sizeof path, "%s/%ld.json", route_g.stats_dir, (long)getpid());
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

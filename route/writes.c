@@ -2,6 +2,7 @@
  * appended and fsync'd to the birth journal (STATE.births) before it is reported; in
  * limited-write mode they are refused with CKR_TOKEN_WRITE_PROTECTED. A session object is
  * made on the side chosen for that call, and used there. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,14 +74,11 @@ int route_birth(int side, const char *op, const route_obj *o)
              "\"op\":\"%s\",\"class\":\"%s\",\"id\":\"%s\",\"label\":\"%s\"%s}\n",
              when, ts.tv_nsec / 1000000, (long)getpid(), gen, route_side_name[side], op, cls,
              idh, lab, extra);
-    int fd = open(route_g.births_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    int fd = route_open_shared(route_g.births_path);
     if (fd < 0) {
-        route_log("birth journal %s: cannot open", route_g.births_path);
+        route_log("birth journal %s: cannot open (%s)", route_g.births_path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_size == 0 && st.st_uid == geteuid())
-        fchmod(fd, 0666);
     ssize_t w = write(fd, line, strlen(line));
     int ok = w == (ssize_t)strlen(line) && fsync(fd) == 0;
     close(fd);

@@ -113,12 +113,12 @@ function M.lab(sub, ...)
 end
 
 --- hsmsh route init|set|status STATE ...: the routing module's state (hsm.route).
-local ROUTE_KEYS = {init = {blue = true, green = true, weights = true, write = true, mode = true},
+local ROUTE_KEYS = {init = {blue = true, green = true, weights = true, write = true, mode = true, group = true},
                     set = {weights = true, write = true, mode = true}, status = {}}
 function M.route(sub, path, ...)
   local allowed = ROUTE_KEYS[sub or ""]
   if not allowed then
-    return usage("route knows: route init STATE blue=URI green=URI, route set STATE [weights=B/G] " ..
+    return usage("route knows: route init STATE blue=URI green=URI [group=GROUP], route set STATE [weights=B/G] " ..
       "[write=blue|green] [mode=normal|limited-write], route status STATE [--json]")
   end
   if not path or path:sub(1, 1) == "-" or path:find("=", 1, true) then
@@ -142,6 +142,9 @@ function M.route(sub, path, ...)
   if sub == "init" then
     print(("route state %s: %s"):format(path, facts(route.init(path, opts))))
     print(("applications: load the module with HSMSH_ROUTE_STATE=%s"):format(path))
+    if opts.group then
+      print(("users of group %s may write its birth journal, log and statistics"):format(opts.group))
+    end
   elseif sub == "set" then
     print(("route state %s: %s"):format(path, facts(route.set(path, opts))))
   else

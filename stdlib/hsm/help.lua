@@ -17,7 +17,7 @@ M.commands = {
   {"recipes", "[RECIPE]", "list recipes, versions and descriptions; with RECIPE its help"},
   {"help", "[RECIPE]", "this list; with RECIPE the recipe's parameters, phases and an example"},
   {"lab", "init [--dir DIR]", "make the embedded SoftHSM2 lab: tokens blue and green with sample keys"},
-  {"route", "init|set|status STATE [blue=URI green=URI] [weights=B/G] [write=blue|green] [mode=normal|limited-write] [--json]",
+  {"route", "init|set|status STATE [blue=URI green=URI] [group=GROUP] [weights=B/G] [write=blue|green] [mode=normal|limited-write] [--json]",
    "make or change the state libhsmsh-route.so follows, or show it with the module's statistics"},
 }
 

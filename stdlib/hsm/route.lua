@@ -101,15 +101,39 @@ local function locked(path, fn)
   return fn()
 end
 
+-- For applications running as other users in group: the birth journal and the log (0660)
+-- and the statistics directory (02770), made now, owned by the group. The module never
+-- widens a mode; without this, only the user whose application first writes them can.
+local function share(path, group)
+  for _, f in ipairs({path .. ".births", path .. ".log"}) do
+    if not core.stat(f) then
+      local h = assert(io.open(f, "a"))
+      h:close()
+    end
+    assert(core.chgrp(f, group))
+    assert(core.chmod(f, tonumber("660", 8)))
+  end
+  local d = path .. ".stats.d"
+  if not core.stat(d) then assert(core.mkdir(d, tonumber("2770", 8))) end
+  assert(core.chgrp(d, group))
+  assert(core.chmod(d, tonumber("2770", 8)))
+end
+
 --- Makes a new state file: weights 100/0, write=blue, mode normal, generation 1 (opts may
---- give weights, write, mode). An existing file is never replaced.
+--- give weights, write, mode, and group: the group of the applications' users, who then
+--- may write the birth journal, the log and the statistics). An existing file is never
+--- replaced.
 function M.init(path, opts)
   if core.stat(path) then
     error(("route state %s already exists; change it with `hsmsh route set`"):format(path), 0)
   end
+  if opts.group and not core.gid(opts.group) then
+    error(("group=%s: no such group"):format(opts.group), 0)
+  end
   local st = {format = "1", generation = 1, blue = opts.blue, green = opts.green,
               weights = opts.weights or "100/0", write = opts.write or "blue", mode = opts.mode or "normal"}
   locked(path, function() save(path, st, false) end)   -- (a racing init loses at the rename)
+  if opts.group then share(path, opts.group) end
   return st
 end
 

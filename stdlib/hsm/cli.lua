@@ -161,11 +161,12 @@ function M.route(sub, path, ...)
       table.sort(errs)
       rows[#rows + 1] = {side = s, up = t.up == nil and "-" or tostring(t.up), ops = t.ops,
         errors = t.errors, misses = t.misses, writes = t.writes, refusals = t.refusals,
-        split = t.split_brain, by_rv = table.concat(errs, " ")}
+        split = t.split_brain, by_rv = table.concat(errs, " "),
+        p50 = t.latency_us and t.latency_us.p50 or "-", p99 = t.latency_us and t.latency_us.p99 or "-"}
     end
     print(require("hsm.ui").table(rows, {{"side", "SIDE"}, {"up", "UP"}, {"ops", "OPS"},
       {"errors", "ERRORS"}, {"misses", "MISSES"}, {"writes", "WRITES"}, {"refusals", "REFUSED"},
-      {"split", "SPLIT-BRAIN"}, {"by_rv", "ERRORS BY CKR"}}))
+      {"split", "SPLIT-BRAIN"}, {"p50", "P50 µs"}, {"p99", "P99 µs"}, {"by_rv", "ERRORS BY CKR"}}))
     local live = 0
     for _, p in ipairs(r.processes) do if p.alive then live = live + 1 end end
     print(("%d process(es) reported, %d alive"):format(#r.processes, live))

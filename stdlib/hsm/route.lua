@@ -152,8 +152,9 @@ function M.set(path, changes)
   end)
 end
 
---- The state and the module's statistics, summed over its processes' files; a process that
---- is gone (its pid no longer alive) still counts, and is listed as such.
+--- The state and the module's statistics, summed over its processes' files (latency
+--- percentiles: the highest of the processes that ran operations); a process that is gone
+--- (its pid no longer alive) still counts, and is listed as such.
 function M.status(path)
   local st = M.read(path)
   local sum = {}
@@ -175,6 +176,13 @@ function M.status(path)
             if type(x) == "number" and t[k] then t[k] = t[k] + x end
           end
           for rv, x in pairs(a.errors_by_rv or {}) do t.errors_by_rv[rv] = (t.errors_by_rv[rv] or 0) + x end
+          -- Percentiles do not add up: the slowest process's, a bound for all of them.
+          for q, x in pairs(type(a.latency_us) == "table" and a.latency_us or {}) do
+            if type(x) == "number" and (a.ops or 0) > 0 then
+              t.latency_us = t.latency_us or {}
+              t.latency_us[q] = math.max(t.latency_us[q] or 0, x)
+            end
+          end
           if procs[#procs].alive then t.up = (t.up ~= false) and a.up == true end
         end
       end

@@ -133,6 +133,9 @@ check "limited-write: keygen refused ($(show gen.out))" grep -q CKR_TOKEN_WRITE_
 check "nothing made on either side" bash -c "! grep -q refused <(pkcs11-tool --module '$MODULE' --token-label green --login --pin 1234 -O 2>/dev/null; pkcs11-tool --module '$MODULE' --token-label blue --login --pin 1234 -O 2>/dev/null)"
 check "the refusal is counted ($r0 -> $(ops green refusals))" [ "$(ops green refusals)" -gt "$r0" ]
 h route status "$S"; rc_is 0; has out "generation 9, weights 0/100, write green, mode limited-write"; has out "SIDE"
+has out "P99 µs"
+p99=$("$HSMSH" route status "$S" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['sides']['blue']['latency_us']['p99'])" 2>/dev/null)
+check "route status gives blue's p99 latency in µs ($p99)" [ "${p99:-0}" -gt 0 ]
 
 # ---- bad state
 good=$(cat "$S")

@@ -115,7 +115,7 @@ static int side_open(int i, const route_state *st)
             route_log("%s: module-path %s is the routing module itself", name, path);
             return -1;
         }
-        sd->module = hsm_module_load(path, &err);
+        sd->module = hsm_module_load_init(path, st->init_reserved[i], &err);
         if (!sd->module) {
             route_log("%s: %s", name, err.msg);
             return -1;

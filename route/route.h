@@ -32,7 +32,8 @@ typedef enum { ROUTE_MODE_NORMAL, ROUTE_MODE_LIMITED_WRITE } route_mode;
 typedef struct route_state {
     unsigned long long generation;
     char *uri[ROUTE_SIDES];        /* RFC 7512, no PIN */
-    char *module_path[ROUTE_SIDES];
+    char *module_path[ROUTE_SIDES];   /* module-path, else module-name (p11-kit's) */
+    char *init_reserved[ROUTE_SIDES]; /* x-init-reserved: C_Initialize's pReserved (NSS) */
     char *token[ROUTE_SIDES];      /* token label, or NULL */
     char *serial[ROUTE_SIDES];     /* token serial, or NULL */
     int weight[ROUTE_SIDES];       /* 0..100, sum 100 */

@@ -16,6 +16,7 @@ void route_state_free(route_state *s)
         for (int i = 0; i < ROUTE_SIDES; i++) {
             free(s->uri[i]);
             free(s->module_path[i]);
+            free(s->init_reserved[i]);
             free(s->token[i]);
             free(s->serial[i]);
         }
@@ -45,7 +46,9 @@ static int parse_side(route_state *s, int side, const char *val, char *why, size
         rc = fail(why, len, "%s: the URI names no token (give token= or serial=)%s", name, "");
     else {
         s->uri[side] = strdup(val);
-        s->module_path[side] = u.module_path ? strdup(u.module_path) : NULL;
+        const char *m = u.module_path ? u.module_path : u.module_name;
+        s->module_path[side] = m ? strdup(m) : NULL;
+        s->init_reserved[side] = u.init_reserved ? strdup(u.init_reserved) : NULL;
         s->token[side] = u.token ? strdup(u.token) : NULL;
         s->serial[side] = u.serial ? strdup(u.serial) : NULL;
     }

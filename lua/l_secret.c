@@ -90,7 +90,7 @@ static int l_secret_prompt(lua_State *L)
     int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         lua_pushnil(L);
-        lua_pushstring(L, "no terminal to ask for the PIN (use pin-source=file:PATH)");
+        lua_pushstring(L, "no terminal to ask for the PIN (give pin-source=file:PATH in the URI; to resume a run, NAME.pin-source=file:PATH)");
         return 2;
     }
     struct termios old, quiet;

@@ -54,16 +54,22 @@ function M.recipes(...)
   return 0
 end
 
---- hsmsh resume JOURNAL [--json] [--yes] [--wait]: runs the journal's recipe again with its
---- parameters; the recipe finds what the interrupted run did and finishes the rest.
+--- hsmsh resume JOURNAL [NAME=URI | NAME.pin-source=SOURCE ...] [--json] [--yes] [--wait]:
+--- runs the journal's recipe again with its parameters; the recipe finds what the
+--- interrupted run did and finishes the rest. The journal holds no PIN: in batch, give each
+--- token's again, as the same URI with its PIN or as a pin-source for that parameter.
 function M.resume(path, ...)
   if not path or path:sub(1, 1) == "-" then return usage("resume needs a journal file") end
-  local opts = {}
+  local opts, again = {}, {}
   for _, a in ipairs({...}) do
+    local k, v = a:match("^([%w_-]+)=(.*)$")
+    local pk, pv = a:match("^([%w_-]+)%.pin%-source=(.*)$")
     if a == "--json" then opts.json = true
     elseif a == "--yes" then opts.yes = true
     elseif a == "--wait" then opts.wait = true
-    else return usage(("unknown argument '%s' for resume (--json, --yes, --wait)"):format(a)) end
+    elseif pk then again[#again + 1] = {name = pk, pin_source = pv}
+    elseif k then again[#again + 1] = {name = k, uri = v}
+    else return usage(("unknown argument '%s' for resume (NAME=URI, NAME.pin-source=SOURCE, --json, --yes, --wait)"):format(a)) end
   end
   local events, start = recipe.read_journal(path)
   local rec = recipe.load(recipe.find(start.recipe .. "@" .. tostring(start.version)))
@@ -79,6 +85,10 @@ function M.resume(path, ...)
   end
   local assigns = {}
   for k, v in pairs(start.params or {}) do assigns[k] = tostring(v) end
+  for _, g in ipairs(again) do
+    local ok, why = recipe.pin_again(rec, assigns, g)
+    if not ok then return usage("resume: " .. why) end
+  end
   opts.params = recipe.params(rec, assigns)
   opts.journal, opts.previous = path, events
   return recipe.run(rec, opts)

@@ -181,6 +181,31 @@ function M.shown_params(rec, params)
   return out
 end
 
+--- For a resume: a token's PIN given again (g = {name=, uri=} the same URI with its PIN, or
+--- {name=, pin_source=}), into assigns (the journal's parameters). Only a URI parameter's
+--- PIN may be given; the URI must name what the journal has. Returns true or nil, why.
+function M.pin_again(rec, assigns, g)
+  local t = (rec.params and rec.params[g.name] or {}).type
+  if t ~= "uri" then
+    return nil, ("%s is not a token URI parameter of %s; a resume takes the journal's parameters "
+      .. "and only a token's PIN again"):format(g.name, rec.id)
+  end
+  local had = assigns[g.name]
+  if not had or had == "" then return nil, ("the journal has no %s"):format(g.name) end
+  local uri = g.uri
+  if g.pin_source then
+    if g.pin_source == "" then return nil, g.name .. ".pin-source is empty" end
+    uri = had .. (had:find("?", 1, true) and "&" or "?") .. "pin-source=" .. g.pin_source
+  end
+  local u = core.uri_parse(uri)
+  if not u then return nil, ("%s: not a PKCS#11 URI"):format(g.name) end
+  if not g.pin_source and u.display ~= had then
+    return nil, ("%s names %s, the journal's run %s"):format(g.name, u.display, had)
+  end
+  assigns[g.name] = uri
+  return true
+end
+
 -- ------------------------------------------------------------------ journals
 
 local function read_lines(path)

@@ -102,14 +102,18 @@ local function incapable(src, dst, kind)
 end
 
 -- The KWP facts of a pair of sides: aligned_only when either zero-pads (SoftHSM2),
--- same_quirk when both do (their non-standard blobs still agree).
+-- same_quirk when both do (their non-standard blobs still agree). The quirk is noted only
+-- when it matters: when the two sides disagree (issue 14: a quirk said once, and only when
+-- it affects the plan).
 local function kwp_pair(t, sk, dk)
   t.aligned_only = sk.aligned_only or dk.aligned_only
   t.same_quirk = (sk.aligned_only or false) == (dk.aligned_only or false)
-  for side, k in pairs({source = sk, destination = dk}) do
-    if k.aligned_only then t.notes[#t.notes + 1] = side .. ": " .. k.detail end
+  if not t.same_quirk then
+    local side = sk.aligned_only and "source" or "destination"
+    t.notes[#t.notes + 1] = ("the %s's %s zero-pads payloads that are not a multiple of 8 bytes "
+      .. "and the other side's does not: such keys (private keys, odd-length secrets) are blocked")
+      :format(side, (sk.aligned_only and sk or dk).mech)
   end
-  t.kwp = {wrap = sk.mech, unwrap = dk.mech}
 end
 
 -- The body of M.new for one kind; made collects the objects it makes.

@@ -13,14 +13,19 @@
 /* Each module binds its own symbols first. A module may dlopen helpers RTLD_GLOBAL
  * (openCryptoki 3.8 so loads libpkcs11_sw.so, which exports object_create); a module loaded
  * after it would otherwise call that function for its own (tpm2-pkcs11 1.9's C_CreateObject
- * then returns openCryptoki's handles: CKR_KEY_HANDLE_INVALID on the next call). The
- * sanitizers refuse RTLD_DEEPBIND (their malloc would be bypassed): those builds keep the
- * plain lookup, and tests/integration/modules_matrix shows the difference. */
-#if defined(__SANITIZE_ADDRESS__) || !defined(RTLD_DEEPBIND)
-#define HSM_DEEPBIND 0
-#else
-#define HSM_DEEPBIND RTLD_DEEPBIND
+ * then returns openCryptoki's handles: CKR_KEY_HANDLE_INVALID on the next call). A process
+ * with a sanitizer runtime (ASan, TSan) refuses RTLD_DEEPBIND, whoever asks (their malloc
+ * would be bypassed): there the plain lookup stays, and tests/integration/modules_matrix
+ * shows the difference. Asked at run time: libhsmsh-route.so is not instrumented, yet may be
+ * loaded by a process that is. */
+static int deepbind(void)
+{
+#ifdef RTLD_DEEPBIND
+    if (!dlsym(RTLD_DEFAULT, "__asan_init") && !dlsym(RTLD_DEFAULT, "__tsan_init"))
+        return RTLD_DEEPBIND;
 #endif
+    return 0;
+}
 
 struct hsm_module {
     char path[PATH_MAX];
@@ -175,7 +180,7 @@ hsm_module *hsm_module_load_init(const char *path_or_name, const char *init_rese
     }
     if (hsm_softhsm2_is(m->path))
         hsm_softhsm2_prepare_env();
-    m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL | HSM_DEEPBIND);
+    m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL | deepbind());
     if (!m->dl) {
         hsm_err_set(err, "cannot load PKCS#11 module %s: %s", m->path, dlerror());
         goto fail;

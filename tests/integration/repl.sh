@@ -105,7 +105,7 @@ stmt 'return x*3'
 stmt 'end'
 check "the multi-line function works: f(4) prints 12" run 'f(4)' '^12$'
 
-run 'error("boom")' '^hsmsh: .*boom'
+check "an error is reported as hsmsh: ..." run 'error("boom")' '^hsmsh: .*boom'
 check "an error is one line" [ "$(screen | grep -v 'error("boom")' | grep -c boom)" = 1 ]
 check "an error has no traceback" [ "$(count 'traceback')" = 0 ]
 check "the REPL goes on after an error" run '"alive" .. 1' '^alive1$'
@@ -114,7 +114,7 @@ check "string.fo<Tab> completes to string.format(" keys 'string\.format\($' 'str
 check "the completed line runs" run '"<%d>", 6*7)' '^<42>$'
 stmt 's = setmetatable({}, {__index = {close = function() return "closed" end, clear = 1}})'
 check "s:cl<Tab> completes a method through a table __index" keys 's:close\($' 's:cl' @Tab
-run ')' '^closed$'
+check "the completed method runs" run ')' '^closed$'
 check "io.stdout:fl<Tab> completes a userdata method" keys 'io\.stdout:flush\($' 'io.stdout:fl' @Tab
 tm send-keys -t "$pane" C-u
 check "string.<Tab><Tab> lists the fields by their short names" \
@@ -137,7 +137,7 @@ check "hsm.ui.show gets all results" run '1, "a", nil' '^SHOW:3$'
 stmt 'package.loaded["hsm.ui"].show = function() error("showfail") end'
 check "a failing show is reported, then results are printed plainly" run '"plain" .. 1' '^plain1$'
 check "(the show error was reported)" [ "$(count '^hsmsh: .*showfail')" = 1 ]
-run 'package.loaded["hsm.ui"].prompt = function() error("promptfail") end' '^hsmsh: .*promptfail'
+check "a failing prompt is reported" run 'package.loaded["hsm.ui"].prompt = function() error("promptfail") end' '^hsmsh: .*promptfail'
 check "a failing prompt falls back to 'hsmsh> '" last_prompt '^hsmsh> ?$'
 stmt 'package.loaded["hsm.ui"] = nil; package.preload["hsm.ui"] = nil'
 check "no hsm.ui module: plain results" run '3*3' '^9$'
@@ -162,8 +162,8 @@ stmt 'do'
 stmt 'local passphrase = "correct horse"'
 stmt 'end'
 # Lua quotes source constants in some messages; for a secret line they are withheld.
-run 'y = "pin-value=99" | 1' "^hsmsh: .*constant '<withheld>'"
-run 'y = 1 "pin-value=98"' "^hsmsh: .*near '<withheld>'"
+check "a PIN-looking constant is withheld from the error" run 'y = "pin-value=99" | 1' "^hsmsh: .*constant '<withheld>'"
+check "a PIN-looking token is withheld from a syntax error" run 'y = 1 "pin-value=98"' "^hsmsh: .*near '<withheld>'"
 check "errors on secret lines do not echo the secret" \
     [ "$(count 'pin-value=9[89]')" = 2 ] # the two typed lines only
 check "Up skips secret entries (not in memory)" keys '^hsmsh> shared = 7$' @Up

@@ -303,20 +303,21 @@ static CK_RV find_side(int side, CK_SESSION_HANDLE bs, CK_ATTRIBUTE_PTR t, CK_UL
 
 /* One side's search, for a thread of its own. */
 typedef struct {
-    int side, usable;
+    int side;
     CK_SESSION_HANDLE bs;
     CK_ATTRIBUTE_PTR t;
     CK_ULONG n;
     CK_OBJECT_HANDLE *list;
     CK_ULONG nlist;
     long long t0;
-    CK_RV rv;
+    CK_RV rv;        /* the backend session's, then the search's */
 } side_find;
 
 static void *find_thread(void *p)
 {
     side_find *f = p;
-    f->rv = find_side(f->side, f->bs, f->t, f->n, &f->list, &f->nlist);
+    if (f->rv == CKR_OK)
+        f->rv = find_side(f->side, f->bs, f->t, f->n, &f->list, &f->nlist);
     return NULL;
 }
 
@@ -330,7 +331,8 @@ static void find_sides(side_find *f, int count)
 {
     pthread_t th;
     int threaded = 0;
-    if (count == 2 && !route_g.no_threads && atomic_load(&last_find_size) >= PARALLEL_FIND_MIN)
+    if (count == 2 && f[0].rv == CKR_OK && f[1].rv == CKR_OK && !route_g.no_threads &&
+        atomic_load(&last_find_size) >= PARALLEL_FIND_MIN)
         threaded = pthread_create(&th, NULL, find_thread, &f[1]) == 0;
     find_thread(&f[0]);
     if (threaded)
@@ -370,18 +372,8 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
         side_find *x = &f[count++];
         *x = (side_find){.side = side, .t = t, .n = n, .t0 = route_now_us()};
         x->rv = route_sess_backend(s, side, &x->bs);
-        x->usable = x->rv == CKR_OK;
     }
-    /* the searches of the sides whose session is there */
-    side_find run[ROUTE_SIDES];
-    int nrun = 0;
-    for (int i = 0; i < count; i++)
-        if (f[i].usable)
-            run[nrun++] = f[i];
-    find_sides(run, nrun);
-    for (int i = 0, j = 0; i < count; i++)
-        if (f[i].usable)
-            f[i] = run[j++];
+    find_sides(f, count);
     for (int i = 0; i < count; i++) {
         side_find *x = &f[i];
         int side = x->side;

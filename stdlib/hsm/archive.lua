@@ -301,9 +301,7 @@ end
 
 -- The restoring token's AES-KWP (either name is RFC 5649, whichever the archive records).
 local function unwrap_mech(s)
-  local k, why = wrap.kwp(s, "CKF_UNWRAP")
-  if not k then error("this token cannot restore an archive: " .. why, 0) end
-  return k.mech
+  return wrap.kwp_mech(s, "CKF_UNWRAP", "this token cannot restore an archive")
 end
 
 --- Opens an archive for restore onto session s with the archive key: parses it, unwraps the

@@ -167,17 +167,15 @@ local function blocker(it, t, opts)
   if t.kind == "rsa-oaep" and cls == "CKO_PRIVATE_KEY" then
     return t.private or "RSA-OAEP cannot carry a private key (use transport=rsa-aes)"
   end
-  if t.block_only and (cls == "CKO_PRIVATE_KEY" or ((a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN
-      or DES_LEN[kt] or 0) % 16 ~= 0) then
+  -- The payload's length where it is known: a secret key's (a private key's PKCS#8 is not).
+  local len = cls == "CKO_SECRET_KEY" and ((a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN or DES_LEN[kt]) or nil
+  if t.block_only and (not len or len % 16 ~= 0) then
     return ("the tokens share only %s, which carries secret keys of a whole number of 16-byte "
       .. "blocks, and this key is not one"):format(t.cbc)
   end
-  if t.aligned_only and not t.same_quirk then
-    local len = (a.CKA_VALUE_LEN or 0) > 0 and a.CKA_VALUE_LEN or DES_LEN[kt]
-    if cls == "CKO_PRIVATE_KEY" or not len or len % 8 ~= 0 then
-      return "the two sides' AES-KWP agree only for payloads that are a multiple of 8 bytes "
-        .. "(one zero-pads: SoftHSM2's CKM_AES_KEY_WRAP_PAD), and this key's is not"
-    end
+  if t.aligned_only and not t.same_quirk and (not len or len % 8 ~= 0) then
+    return "the two sides' AES-KWP agree only for payloads that are a multiple of 8 bytes "
+      .. "(one zero-pads: SoftHSM2's CKM_AES_KEY_WRAP_PAD), and this key's is not"
   end
   return nil
 end

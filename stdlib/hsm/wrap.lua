@@ -195,10 +195,11 @@ end
 M.ephemeral_template = ephemeral_template
 
 --- The name of the token's AES-KWP for one direction (M.kwp); raises naming the token and
---- what it lacks or fails when it has none that passes.
-function M.kwp_mech(s, flag)
+--- what it lacks or fails when it has none that passes, after what (e.g. "this token
+--- cannot restore an archive") when given.
+function M.kwp_mech(s, flag, what)
   local k, why = M.kwp(s, flag)
-  if not k then error(why, 0) end
+  if not k then error((what and what .. ": " or "") .. why, 0) end
   return k.mech
 end
 local kwp_mech = M.kwp_mech

@@ -4,14 +4,15 @@
 # (weights 100/0, so every operation runs on blue), with 1 and 2 threads, each thread with
 # its own session and key handle; and a whole-token C_FindObjects on one side against the
 # module's union of two sides holding N objects each. Rounds are interleaved (direct, route,
-# route without the SoftHSM2 guard) and the medians compared.
-#   bench/route.sh [HSMSH]    env: BENCH_SECONDS (2), BENCH_REPEAT (3), BENCH_FIND_N (16666)
+# route without the SoftHSM2 guard, in a rotating order) and the medians of the paired ratios
+# compared.
+#   bench/route.sh [HSMSH]    env: BENCH_SECONDS (1), BENCH_REPEAT (9), BENCH_FIND_N (16666)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 HSMSH=$(realpath "${1:-$here/../build/hsmsh}")
 ROUTE=$(dirname "$HSMSH")/libhsmsh-route.so
 MODULE=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-SECS=${BENCH_SECONDS:-2} REPEAT=${BENCH_REPEAT:-3} FIND_N=${BENCH_FIND_N:-16666}
+SECS=${BENCH_SECONDS:-1} REPEAT=${BENCH_REPEAT:-9} FIND_N=${BENCH_FIND_N:-16666}
 [ -f "$ROUTE" ] || { echo "bench/route.sh: no $ROUTE (build first)" >&2; exit 1; }
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/hsmsh-route-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -31,25 +32,36 @@ U=$BLUE "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
 
 rate() { "$work/route_bench" "$@" | awk '{ print $6 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-echo "== ops/s, median of $REPEAT interleaved rounds of $SECS s (SoftHSM2 $(softhsm2-util --version), $(nproc) cores)"
+# One round runs the three variants back to back, in an order that rotates from round to round,
+# and yields two ratios; the medians of those paired ratios are less shaken by a machine whose
+# speed drifts (a shared VM) than a ratio of medians.
+echo "== ops/s, $REPEAT rounds of $SECS s per variant (SoftHSM2 $(softhsm2-util --version), $(nproc) cores)"
 printf '%-10s %7s %12s %12s %8s %16s %8s %12s\n' op threads direct route ratio "route, no guard" ratio "added µs/op"
 for op in sign encrypt; do
   for th in 1 2; do
-    d=() r=() u=()
+    d=() r=() u=() rr=() ru=()
     for ((i = 0; i < REPEAT; i++)); do
-      d+=("$(BENCH_TOKEN=blue rate "$MODULE" 1234 $op $th "$SECS")")
-      r+=("$(rate "$ROUTE" 1234 $op $th "$SECS")")
-      u+=("$(HSMSH_SOFTHSM2_GUARD=0 rate "$ROUTE" 1234 $op $th "$SECS")")
+      for v in $(printf 'd r u\nr u d\nu d r\n' | sed -n "$((i % 3 + 1))p"); do
+        case $v in
+          d) D=$(BENCH_TOKEN=blue rate "$MODULE" 1234 $op $th "$SECS") ;;
+          r) R=$(rate "$ROUTE" 1234 $op $th "$SECS") ;;
+          u) G=$(HSMSH_SOFTHSM2_GUARD=0 rate "$ROUTE" 1234 $op $th "$SECS") ;;
+        esac
+      done
+      d+=("$D") r+=("$R") u+=("$G")
+      rr+=("$(awk -v a="$R" -v b="$D" 'BEGIN { print a / b }')")
+      ru+=("$(awk -v a="$G" -v b="$D" 'BEGIN { print a / b }')")
     done
     D=$(median "${d[@]}") R=$(median "${r[@]}") G=$(median "${u[@]}")
-    awk -v op=$op -v th=$th -v d="$D" -v r="$R" -v g="$G" 'BEGIN {
-      printf "%-10s %7d %12.0f %12.0f %8.3f %16.0f %8.3f %12.2f\n", op, th, d, r, r / d, g, g / d,
+    awk -v op=$op -v th=$th -v d="$D" -v r="$R" -v g="$G" -v rr="$(median "${rr[@]}")" \
+      -v ru="$(median "${ru[@]}")" 'BEGIN {
+      printf "%-10s %7d %12.0f %12.0f %8.3f %16.0f %8.3f %12.2f\n", op, th, d, r, rr, g, ru,
         (1e6 * th / r) - (1e6 * th / d) }'
   done
 done
-echo "(an op is an Init and its final call; 'no guard': HSMSH_SOFTHSM2_GUARD=0, the lock that orders"
-echo " hsmsh processes' SoftHSM2 calls, see docs/modules.md; goal: route >= 0.97x direct with 1 thread,"
-echo " >= 0.95x with 2)"
+echo "(an op is an Init and its final call; rates are medians, ratios the medians of each round's"
+echo " route/direct; 'no guard': HSMSH_SOFTHSM2_GUARD=0, the lock that orders hsmsh processes'"
+echo " SoftHSM2 calls, see docs/modules.md; goal: route >= 0.97x direct with 1 thread, >= 0.95x with 2)"
 
 echo "== a whole-token find: $FIND_N data objects on each side (the same objects: twins)"
 for side in BLUE GREEN; do

@@ -15,6 +15,7 @@
 const char *const route_side_name[ROUTE_SIDES] = {"blue", "green"};
 route_global route_g;
 pthread_mutex_t route_lock = PTHREAD_MUTEX_INITIALIZER;
+pid_t route_self_pid;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 void route_state_seen_reset(void);
 
@@ -35,15 +36,13 @@ int route_rv_is_down(CK_RV rv)
  * they never call a backend. */
 static void atfork_prepare(void) { pthread_mutex_lock(&route_lock); }
 static void atfork_parent(void) { pthread_mutex_unlock(&route_lock); }
-static void atfork_child(void) { pthread_mutex_unlock(&route_lock); }
+static void atfork_child(void)
+{
+    pthread_mutex_unlock(&route_lock);
+    route_self_pid = getpid();
+}
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_install(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
-
-#define CHECK_INIT()                                                           \
-    do {                                                                       \
-        if (!route_g.initialized || route_g.pid != getpid())                   \
-            return CKR_CRYPTOKI_NOT_INITIALIZED;                               \
-    } while (0)
 
 /* ------------------------------------------------------------------ sides */
 static CK_RV backend_init(CK_FUNCTION_LIST *fl)
@@ -324,7 +323,7 @@ static CK_RV do_initialize(CK_VOID_PTR pInitArgs)
         if (both)
             route_g.mechs[route_g.nmechs++] = sd->mechs[k];
     }
-    route_g.pid = getpid();
+    route_g.pid = route_self_pid = getpid();
     route_g.initialized = 1;
     route_log("C_Initialize: generation %llu, weights %d/%d, write %s, mode %s, blue %s, green %s",
               st->generation, st->weight[0], st->weight[1], route_side_name[st->write_side],
@@ -392,7 +391,7 @@ static void pad(CK_UTF8CHAR *dst, size_t n, const char *s)
 
 static CK_RV r_GetInfo(CK_INFO_PTR p)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!p)
         return CKR_ARGUMENTS_BAD;
     memset(p, 0, sizeof *p);
@@ -408,7 +407,7 @@ static CK_RV r_GetInfo(CK_INFO_PTR p)
 static CK_RV r_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 {
     (void)present;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!n)
         return CKR_ARGUMENTS_BAD;
     if (!list) {
@@ -426,7 +425,7 @@ static CK_RV r_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n
 
 static CK_RV r_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR p)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     if (!p)
@@ -440,7 +439,7 @@ static CK_RV r_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR p)
 
 static CK_RV r_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR p)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     if (!p)
@@ -465,7 +464,7 @@ static CK_RV r_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR p)
 
 static CK_RV r_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     if (!n)
@@ -485,7 +484,7 @@ static CK_RV r_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_
 
 static CK_RV r_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE t, CK_MECHANISM_INFO_PTR p)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     int have = 0;
@@ -502,7 +501,7 @@ static CK_RV r_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE t, CK_MECHANI
 static CK_RV r_WaitForSlotEvent(CK_FLAGS f, CK_SLOT_ID_PTR s, CK_VOID_PTR r)
 {
     (void)f; (void)s; (void)r;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;
 }
 

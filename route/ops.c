@@ -8,12 +8,6 @@
 #include "route.h"
 #include "functions.h"
 
-#define CHECK_INIT()                                                           \
-    do {                                                                       \
-        if (!route_g.initialized || route_g.pid != getpid())                   \
-            return CKR_CRYPTOKI_NOT_INITIALIZED;                               \
-    } while (0)
-
 /* The sides that hold a route object, and its backend handles (copied out). */
 static CK_RV object_sides(CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE bh[ROUTE_SIDES], unsigned *mask,
                           CK_RV invalid)
@@ -69,7 +63,7 @@ static void op_done(route_sess *s, int cat, int side, CK_RV rv, const char *fn)
 #define KEY_INIT(NAME, CAT)                                                              \
     CK_RV route_##NAME(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)      \
     {                                                                                    \
-        CHECK_INIT();                                                                    \
+        ROUTE_CHECK_INIT();                                                                    \
         route_sess *s = route_sess_get(h);                                               \
         if (!s)                                                                          \
             return CKR_SESSION_HANDLE_INVALID;                                           \
@@ -108,7 +102,7 @@ static void op_done(route_sess *s, int cat, int side, CK_RV rv, const char *fn)
 #define OUT_CALL(NAME, CAT, PARAMS, ARGS, OUT)                                           \
     CK_RV route_##NAME PARAMS                                                            \
     {                                                                                    \
-        CHECK_INIT();                                                                    \
+        ROUTE_CHECK_INIT();                                                                    \
         route_sess *s = route_sess_get(h);                                               \
         if (!s)                                                                          \
             return CKR_SESSION_HANDLE_INVALID;                                           \
@@ -129,7 +123,7 @@ static void op_done(route_sess *s, int cat, int side, CK_RV rv, const char *fn)
 #define UPDATE_CALL(NAME, CAT, PARAMS, ARGS)                                             \
     CK_RV route_##NAME PARAMS                                                            \
     {                                                                                    \
-        CHECK_INIT();                                                                    \
+        ROUTE_CHECK_INIT();                                                                    \
         route_sess *s = route_sess_get(h);                                               \
         if (!s)                                                                          \
             return CKR_SESSION_HANDLE_INVALID;                                           \
@@ -150,7 +144,7 @@ static void op_done(route_sess *s, int cat, int side, CK_RV rv, const char *fn)
 #define END_CALL(NAME, CAT, PARAMS, ARGS)                                                \
     CK_RV route_##NAME PARAMS                                                            \
     {                                                                                    \
-        CHECK_INIT();                                                                    \
+        ROUTE_CHECK_INIT();                                                                    \
         route_sess *s = route_sess_get(h);                                               \
         if (!s)                                                                          \
             return CKR_SESSION_HANDLE_INVALID;                                           \
@@ -204,7 +198,7 @@ OUT_CALL(C_DigestFinal, OP_DIG, FIN, FIN_ARGS, out)
 
 CK_RV route_C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -233,7 +227,7 @@ CK_RV route_C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 
 CK_RV route_C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -349,7 +343,7 @@ static void find_sides(side_find *f, int count)
 
 CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (n && !t)
         return CKR_ARGUMENTS_BAD;
     route_sess *s = route_sess_get(h);
@@ -456,7 +450,7 @@ CK_RV route_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG 
 CK_RV route_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max,
                           CK_ULONG_PTR n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!n || (max && !out))
         return CKR_ARGUMENTS_BAD;
     route_sess *s = route_sess_get(h);
@@ -477,7 +471,7 @@ CK_RV route_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULON
 
 CK_RV route_C_FindObjectsFinal(CK_SESSION_HANDLE h)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -496,7 +490,7 @@ CK_RV route_C_FindObjectsFinal(CK_SESSION_HANDLE h)
 CK_RV route_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t,
                                 CK_ULONG n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -520,7 +514,7 @@ CK_RV route_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 
 CK_RV route_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -542,7 +536,7 @@ CK_RV route_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PT
 CK_RV route_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk,
                       CK_OBJECT_HANDLE k, CK_BYTE_PTR out, CK_ULONG_PTR outl)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -574,7 +568,7 @@ CK_RV route_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE 
 
 CK_RV route_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -594,7 +588,7 @@ CK_RV route_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG n)
 
 CK_RV route_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -615,7 +609,7 @@ CK_RV route_C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n)
                        CK_ULONG_PTR d)                                                    \
     {                                                                                     \
         (void)h; (void)a; (void)b; (void)c; (void)d;                                      \
-        CHECK_INIT();                                                                     \
+        ROUTE_CHECK_INIT();                                                                     \
         return CKR_FUNCTION_NOT_SUPPORTED;                                                \
     }
 NOT_SUPPORTED4(C_DigestEncryptUpdate)

@@ -96,6 +96,17 @@ typedef struct route_global {
 
 extern route_global route_g;
 extern pthread_mutex_t route_lock;
+/* This process's pid, set at C_Initialize and by the fork handler in a child (getpid() is a
+ * system call, too dear for every operation). */
+extern pid_t route_self_pid;
+
+/* Every entry point but C_Initialize: initialised, and in this process (a forked child
+ * calls C_Initialize again). */
+#define ROUTE_CHECK_INIT()                                                     \
+    do {                                                                       \
+        if (!route_g.initialized || route_g.pid != route_self_pid)             \
+            return CKR_CRYPTOKI_NOT_INITIALIZED;                               \
+    } while (0)
 
 long long route_now_ms(void);
 /* A CKR that means the side is gone (device error, removed, token not present). */

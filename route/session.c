@@ -120,17 +120,11 @@ CK_RV route_sess_backend(route_sess *s, int side, CK_SESSION_HANDLE *out)
     return CKR_OK;
 }
 
-#define CHECK_INIT()                                                           \
-    do {                                                                       \
-        if (!route_g.initialized || route_g.pid != getpid())                   \
-            return CKR_CRYPTOKI_NOT_INITIALIZED;                               \
-    } while (0)
-
 CK_RV route_C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                           CK_SESSION_HANDLE_PTR ph)
 {
     (void)app; (void)notify;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     if (!(flags & CKF_SERIAL_SESSION))
@@ -200,13 +194,13 @@ static CK_RV close_one(CK_SESSION_HANDLE h)
 
 CK_RV route_C_CloseSession(CK_SESSION_HANDLE h)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return close_one(h);
 }
 
 CK_RV route_C_CloseAllSessions(CK_SLOT_ID slot)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (slot != ROUTE_SLOT_ID)
         return CKR_SLOT_ID_INVALID;
     pthread_mutex_lock(&route_lock);
@@ -219,7 +213,7 @@ CK_RV route_C_CloseAllSessions(CK_SLOT_ID slot)
 
 CK_RV route_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR p)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!p)
         return CKR_ARGUMENTS_BAD;
     route_sess *s = route_sess_get(h);
@@ -245,7 +239,7 @@ CK_RV route_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR p)
 
 CK_RV route_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -324,7 +318,7 @@ CK_RV route_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
 
 CK_RV route_C_Logout(CK_SESSION_HANDLE h)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     route_sess *s = route_sess_get(h);
     if (!s)
         return CKR_SESSION_HANDLE_INVALID;
@@ -345,14 +339,14 @@ CK_RV route_C_Logout(CK_SESSION_HANDLE h)
 CK_RV route_C_InitToken(CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d)
 {
     (void)a; (void)b; (void)c; (void)d;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;   /* the operator initialises blue and green themselves */
 }
 
 CK_RV route_C_InitPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c)
 {
     (void)a; (void)b; (void)c;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
@@ -360,14 +354,14 @@ CK_RV route_C_SetPIN(CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8
                      CK_ULONG e)
 {
     (void)a; (void)b; (void)c; (void)d; (void)e;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
 CK_RV route_C_GetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c)
 {
     (void)a; (void)b; (void)c;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
@@ -375,20 +369,20 @@ CK_RV route_C_SetOperationState(CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
                                 CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e)
 {
     (void)a; (void)b; (void)c; (void)d; (void)e;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
 CK_RV route_C_GetFunctionStatus(CK_SESSION_HANDLE h)
 {
     (void)h;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_PARALLEL;
 }
 
 CK_RV route_C_CancelFunction(CK_SESSION_HANDLE h)
 {
     (void)h;
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     return CKR_FUNCTION_NOT_PARALLEL;
 }

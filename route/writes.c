@@ -13,12 +13,6 @@
 #include "route.h"
 #include "functions.h"
 
-#define CHECK_INIT()                                                           \
-    do {                                                                       \
-        if (!route_g.initialized || route_g.pid != getpid())                   \
-            return CKR_CRYPTOKI_NOT_INITIALIZED;                               \
-    } while (0)
-
 static void hex(char *out, const unsigned char *p, CK_ULONG n)
 {
     for (CK_ULONG i = 0; i < n; i++)
@@ -180,7 +174,7 @@ static CK_RV born(route_sess *s, int side, CK_SESSION_HANDLE bs, CK_OBJECT_HANDL
 CK_RV route_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                            CK_OBJECT_HANDLE_PTR out)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!out)
         return CKR_ARGUMENTS_BAD;
     SESSION_OR_FAIL();
@@ -203,7 +197,7 @@ CK_RV route_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 CK_RV route_C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t,
                           CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!out)
         return CKR_ARGUMENTS_BAD;
     SESSION_OR_FAIL();
@@ -227,7 +221,7 @@ CK_RV route_C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIB
                               CK_ULONG pn, CK_ATTRIBUTE_PTR vt, CK_ULONG vn,
                               CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!pub || !priv)
         return CKR_ARGUMENTS_BAD;
     SESSION_OR_FAIL();
@@ -254,7 +248,7 @@ CK_RV route_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
                         CK_BYTE_PTR blob, CK_ULONG bl, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                         CK_OBJECT_HANDLE_PTR out)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!out)
         return CKR_ARGUMENTS_BAD;
     SESSION_OR_FAIL();
@@ -281,7 +275,7 @@ CK_RV route_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 CK_RV route_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
                         CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     SESSION_OR_FAIL();
     CK_OBJECT_HANDLE bb[ROUTE_SIDES];
     unsigned mask;
@@ -306,7 +300,7 @@ CK_RV route_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 CK_RV route_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t,
                          CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     if (!out)
         return CKR_ARGUMENTS_BAD;
     SESSION_OR_FAIL();
@@ -334,7 +328,7 @@ CK_RV route_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_P
 CK_RV route_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t,
                                 CK_ULONG n)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     SESSION_OR_FAIL();
     CK_OBJECT_HANDLE bo[ROUTE_SIDES];
     unsigned mask;
@@ -364,7 +358,7 @@ CK_RV route_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 
 CK_RV route_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {
-    CHECK_INIT();
+    ROUTE_CHECK_INIT();
     SESSION_OR_FAIL();
     CK_OBJECT_HANDLE bo[ROUTE_SIDES];
     unsigned mask;

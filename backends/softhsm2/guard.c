@@ -6,11 +6,23 @@
  * fclose flushes the stdio buffer. A process reading the file in that window (any call
  * re-reads a changed file) reads it short, and the token then reads as uninitialised, with
  * an empty label, or C_GetTokenInfo fails; it stays so in that process until the library is
- * initialised again. hsmsh closes the window for its own processes: each call holds a flock
- * on <tokendir>/.hsmsh-io.lock, exclusive for the calls that may write a file, shared for
- * those that may read one (none for the others, NO_LOCK). Each thread has its own
- * descriptor, so threads order like processes. Programs that are not hsmsh take no part
- * (docs/modules.md). */
+ * initialised again. hsmsh closes the window for its own processes with one file,
+ * <tokendir>/.hsmsh-io.lock:
+ *  - a call that may write a file (LOCK_EX) holds an exclusive flock on it, and while it
+ *    runs a count of writers in the file's first page (shared memory) is raised;
+ *  - a call that may read one (LOCK_SH) announces itself in its process's slot of that page
+ *    and, when no writer is counted, runs with no system call at all; otherwise it falls
+ *    back to a shared flock. A writer, once counted, waits for every live slot to drain.
+ *    The two sides are Dekker's: each writes its own word and then reads the other's, in
+ *    one total order (seq_cst), so one of them always sees the other;
+ *  - the others (NO_LOCK) take nothing.
+ * A process killed anywhere leaves nothing held: the kernel drops its flock; its slot is
+ * owned through an OFD byte lock, so a writer tells a dead slot by the lock being free and
+ * skips it; a writer killed while counted is noticed by the first reader that takes the
+ * shared flock (no writer can be running then) and uncounted. Each thread has its own
+ * flock descriptor, so threads order like processes; a forked child opens its own and takes
+ * a slot of its own. A process that cannot map the page read-write takes the flock for
+ * every read. Programs that are not hsmsh take no part (docs/modules.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,7 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
@@ -233,12 +249,33 @@ static char lock_path[4200];
 static pthread_key_t fd_key;
 static pthread_once_t fd_once = PTHREAD_ONCE_INIT;
 
+/* The shared page: a writer count, then one cache line per process slot. */
+#define SLOTS 127
+#define LAYOUT 1u
+#define SLOT_LOCK_BASE (1 << 20)   /* slot i's OFD lock: byte SLOT_LOCK_BASE + i */
+typedef struct {
+    atomic_uint layout;
+    atomic_int writers;
+    char pad[56];
+    struct {
+        atomic_int readers;
+        char pad[60];
+    } slot[SLOTS];
+} shared_page;
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_page *page;          /* mapped once; a forked child keeps the mapping */
+static int page_tried;
+static int proc_fd = -1;           /* this process's descriptor, holding its slot lock; -1: page unused */
+static int my_slot = -1;
+
 static void close_fd(void *p)
 {
     close((int)(intptr_t)p - 1);
 }
 
-/* A child shares its parent's open file description, and so its lock: it opens its own. */
+/* A child shares its parent's open file descriptions, and so its flock and its slot: it
+ * opens its own descriptors and claims a slot of its own when it first calls. */
 static void after_fork(void)
 {
     intptr_t v = (intptr_t)pthread_getspecific(fd_key);
@@ -246,12 +283,24 @@ static void after_fork(void)
         close((int)v - 1);
         pthread_setspecific(fd_key, NULL);
     }
+    if (proc_fd >= 0)
+        close(proc_fd);
+    proc_fd = -1;
+    my_slot = -1;
+    page_tried = 0;
+    pthread_mutex_init(&slot_lock, NULL);
 }
 
 static void make_key(void)
 {
     pthread_key_create(&fd_key, close_fd);
     pthread_atfork(NULL, NULL, after_fork);
+}
+
+static int open_lock_file(void)
+{
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    return fd >= 0 ? fd : open(lock_path, O_RDONLY | O_CLOEXEC);
 }
 
 /* This thread's descriptor on the lock file (stored +1 so that 0 means none), or -1. */
@@ -261,37 +310,131 @@ static int thread_fd(void)
     intptr_t v = (intptr_t)pthread_getspecific(fd_key);
     if (v)
         return (int)v - 1;
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0)
-        fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+    int fd = open_lock_file();
     if (fd >= 0)
         pthread_setspecific(fd_key, (void *)(intptr_t)(fd + 1));
     return fd;
 }
 
-static int enter(int how)
+static int ofd_lock(int fd, int cmd, int slot, short *type)
 {
-    if (how == NO_LOCK)
-        return -1;
-    int fd = thread_fd();
-    if (fd >= 0)
-        while (flock(fd, how) != 0 && errno == EINTR)
-            ;
-    return fd;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                       .l_start = SLOT_LOCK_BASE + slot, .l_len = 1};
+    int r = fcntl(fd, cmd, &fl);
+    *type = fl.l_type;
+    return r;
 }
 
-static void leave(int fd)
+/* True when a live process owns slot i (its OFD lock is held). */
+static int slot_alive(int i)
 {
-    if (fd >= 0)
-        flock(fd, LOCK_UN);
+    short type;
+    if (i == my_slot)
+        return 1;
+    return ofd_lock(proc_fd, F_OFD_GETLK, i, &type) != 0 || type != F_UNLCK;
+}
+
+/* Maps the page and claims a free slot (its OFD byte lock), once per process and again in
+ * a forked child. Returns 1 when the page is in use (writers are counted), and the slot,
+ * or -1 when every slot is taken (this process's reads then take the flock). */
+static int use_page(int *slot)
+{
+    pthread_once(&fd_once, make_key);
+    pthread_mutex_lock(&slot_lock);
+    if (!page_tried) {
+        page_tried = 1;
+        int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        struct stat st;
+        if (fd >= 0 && !page && fstat(fd, &st) == 0 &&
+            (st.st_size >= (off_t)sizeof(shared_page) || ftruncate(fd, sizeof(shared_page)) == 0)) {
+            void *p = mmap(NULL, sizeof(shared_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            page = p == MAP_FAILED ? NULL : p;
+        }
+        unsigned layout = 0;
+        if (page && (atomic_compare_exchange_strong(&page->layout, &layout, LAYOUT) ||
+                     layout == LAYOUT)) {
+            proc_fd = fd;
+            for (int i = 0; i < SLOTS && my_slot < 0; i++) {
+                short type;
+                if (ofd_lock(fd, F_OFD_SETLK, i, &type) == 0) {
+                    atomic_store(&page->slot[i].readers, 0);   /* a dead owner's count */
+                    my_slot = i;
+                }
+            }
+        } else if (fd >= 0)
+            close(fd);
+    }
+    int in_use = proc_fd >= 0;
+    *slot = my_slot;
+    pthread_mutex_unlock(&slot_lock);
+    return in_use;
+}
+
+static void flock_wait(int fd, int how)
+{
+    while (flock(fd, how) != 0 && errno == EINTR)
+        ;
+}
+
+/* How a call was let in, for leave(). */
+typedef struct {
+    int fd;        /* flock held on it, or -1 */
+    int slot;      /* reader counted in this slot, or -1 */
+    int writer;    /* counted as a writer */
+} entry;
+
+static entry enter(int how)
+{
+    entry e = {-1, -1, 0};
+    if (how == NO_LOCK)
+        return e;
+    int slot, shared = use_page(&slot);
+    if (how == LOCK_SH && slot >= 0) {
+        atomic_fetch_add(&page->slot[slot].readers, 1);
+        if (atomic_load(&page->writers) == 0) {
+            e.slot = slot;
+            return e;
+        }
+        atomic_fetch_sub(&page->slot[slot].readers, 1);
+    }
+    e.fd = thread_fd();
+    if (e.fd < 0)
+        return e;
+    flock_wait(e.fd, how);
+    if (how == LOCK_SH && shared) {
+        /* No writer holds the flock now; a count left means one was killed while counted. */
+        int n = atomic_load(&page->writers);
+        while (n > 0 && !atomic_compare_exchange_weak(&page->writers, &n, 0))
+            ;
+    }
+    if (how == LOCK_EX && shared) {
+        e.writer = 1;
+        atomic_fetch_add(&page->writers, 1);
+        for (int i = 0; i < SLOTS; i++)
+            while (atomic_load(&page->slot[i].readers) > 0 && slot_alive(i)) {
+                struct timespec ts = {0, 20000};
+                nanosleep(&ts, NULL);
+            }
+    }
+    return e;
+}
+
+static void leave(entry e)
+{
+    if (e.slot >= 0)
+        atomic_fetch_sub(&page->slot[e.slot].readers, 1);
+    if (e.writer)
+        atomic_fetch_sub(&page->writers, 1);
+    if (e.fd >= 0)
+        flock(e.fd, LOCK_UN);
 }
 
 #define X(name, how, params, args)                                                                 \
     static CK_RV g_##name params                                                                   \
     {                                                                                              \
-        int fd = enter(how);                                                                       \
+        entry e = enter(how);                                                                      \
         CK_RV rv = real->name args;                                                                \
-        leave(fd);                                                                                 \
+        leave(e);                                                                                  \
         return rv;                                                                                 \
     }
 SOFTHSM2_CALLS(X)

@@ -277,7 +277,8 @@ function M.plan(src, dst, opts)
     if it.a.CKA_CLASS == "CKO_PUBLIC_KEY" then pubs[it.a.CKA_ID or ""] = it.obj end
   end
   local function pub_of(id) return pubs[id] end
-  return M.plan_items(srcs, dst, opts, {src = src, all_src = all_src, pub_of = pub_of, prove = function(it, d_obj)
+  return M.plan_items(srcs, dst, opts, {src = src, all_src = all_src, pub_of = pub_of,
+    src_quirks = attrs.quirks(src), prove = function(it, d_obj)
     return verify.functional(src, it.obj, dst, d_obj, it.a, pub_of)
   end})
 end
@@ -449,12 +450,17 @@ M.columns = {{"class", "CLASS"}, {"key_type", "TYPE"}, {"label", "LABEL"}, {"id"
 local function settle(plan, it, d_obj, ours)
   local quirks = plan.dst_quirks or {}
   local unrecorded = quirks.unrecorded or {}
+  -- The source may be a copy itself (a blue/green sync back, a second hop): what its module
+  -- did not record when it unwrapped the key reads 0 or empty there.
+  local src_unrecorded = (plan.src_quirks or {}).unrecorded or {}
+  local function blank(v) return v == 0 or v == nil or v == "" end
   local got = attrs.capture(d_obj)
   local diffs, fix = attrs.diff(it.a, got), {}
   for _, d in ipairs(diffs) do
     -- Only an object this migration made is corrected; one that was there before is not ours
     -- to change (a difference then fails the item).
-    if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil then fix[d.name] = d.from end
+    if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil and
+       not (src_unrecorded[d.name] and blank(d.from)) then fix[d.name] = d.from end
   end
   if next(fix) then
     for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
@@ -466,8 +472,10 @@ local function settle(plan, it, d_obj, ours)
     if d.forced then forced[#forced + 1] = d.name
     elseif (quirks.imposes or {})[d.name] and (d.from == nil or attrs.same(d.from, {})) then
       forced[#forced + 1] = d.name .. "(set by the destination module)"
-    elseif unrecorded[d.name] and (d.to == 0 or d.to == nil or d.to == "") then
+    elseif unrecorded[d.name] and blank(d.to) then
       forced[#forced + 1] = d.name .. "(not recorded by the module)"
+    elseif src_unrecorded[d.name] and blank(d.from) then
+      forced[#forced + 1] = d.name .. "(not recorded by the source's module)"
     else bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
       attrs.show(d.from), attrs.show(d.to)) end
   end

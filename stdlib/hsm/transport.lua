@@ -134,13 +134,21 @@ local function setup(t, src, dst, opts, need, made)
       return l[1]
     end
     local skek, dkek = find_kek(src, "source"), find_kek(dst, "destination")
-    local kcv1 = skek:get("CKA_CHECK_VALUE") or keys.kcv(skek)
-    local kcv2 = dkek:get("CKA_CHECK_VALUE") or keys.kcv(dkek)
-    need(kcv1 and kcv1 == kcv2, "the two KEKs differ (check values " .. hex(kcv1 or "") .. " and "
-      .. hex(kcv2 or "") .. ")")
+    local kcv1, kcv2 = keys.kcv(skek), keys.kcv(dkek)   -- hex, or nil when none can be had
+    if kcv1 and kcv2 then
+      need(kcv1 == kcv2, "the two KEKs differ (check values " .. kcv1 .. " and " .. kcv2 .. ")")
+    else
+      -- A copy made by C_UnwrapKey may carry no check value (SoftHSM2): a probe key wrapped
+      -- under one and unwrapped under the other proves them the same.
+      local ok, err = pcall(require("hsm.verify").functional, src, skek, dst, dkek,
+                            require("hsm.attrs").capture(skek))
+      need(ok, "the two KEKs are not the same key (" .. tostring(err) .. ")")
+    end
     need(skek.wrap and dkek.unwrap, "the KEK needs CKA_WRAP on the source and CKA_UNWRAP on the destination")
     t.unsafe = (skek.decrypt or dkek.decrypt) and "the KEK can also decrypt (CKA_DECRYPT=true)" or nil
-    t.strength = wrap.strength(skek)
+    -- Proven the same key: the side that recorded its length (an unwrapped copy may read
+    -- CKA_VALUE_LEN = 0 on SoftHSM2) tells its strength.
+    t.strength = math.max(wrap.strength(skek), wrap.strength(dkek))
     kwp_pair(t, sk, dk)
     function t.wrap(key) return src:wrap(sk.mech, skek, key) end
     function t.unwrap(blob, tmpl) return dst:unwrap(dk.mech, dkek, blob, tmpl) end

@@ -5,6 +5,7 @@
  * main thread moves the route state through phases with `hsmsh route set`.
  *
  *   mt_app MODULE STATE HSMSH PIN [OPS_PER_PHASE] [fork]
+ *   mt_app MODULE STATE HSMSH PIN drill STOP_FILE   (signs and decrypts until STOP_FILE exists)
  *
  * Prints per phase: the weights, the operations each side served (this process's statistics
  * file, STATE.stats.d/PID.json), blue's share, failures, and the label of the key made in
@@ -189,13 +190,33 @@ static int run_phases(const char *state, const char *hsmsh, long per_phase)
     return bad || atomic_load(&failed_ops) || keygen_failed;
 }
 
+/* The drill of a blue/green cutover (integration/bluegreen): the threads sign and decrypt
+ * without pause while the operator runs the steps, until the stop file appears. */
+static int run_drill(const char *stop_file)
+{
+    pthread_t th[THREADS];
+    atomic_store(&running, 1);
+    for (long i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
+    while (access(stop_file, F_OK) != 0)
+        sleep_ms(50);
+    atomic_store(&phase_no, -1);
+    atomic_store(&running, 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    printf("drill ops %ld failed %ld\n", atomic_load(&done_ops), atomic_load(&failed_ops));
+    return atomic_load(&failed_ops) != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: mt_app MODULE STATE HSMSH PIN [OPS_PER_PHASE] [fork]\n");
+        fprintf(stderr, "usage: mt_app MODULE STATE HSMSH PIN [OPS_PER_PHASE] [fork]\n"
+                        "       mt_app MODULE STATE HSMSH PIN drill STOP_FILE\n");
         return 2;
     }
-    long per_phase = argc > 5 ? atol(argv[5]) : 2000;
+    const char *drill = argc > 6 && strcmp(argv[5], "drill") == 0 ? argv[6] : NULL;
+    long per_phase = argc > 5 && !drill ? atol(argv[5]) : 2000;
     int forked = argc > 6 && strcmp(argv[6], "fork") == 0;
     PKCS11_CTX *ctx = PKCS11_CTX_new();
     PKCS11_SLOT *slots = NULL, *slot;
@@ -234,7 +255,7 @@ int main(int argc, char **argv)
         printf("child exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
     }
-    int rc = run_phases(argv[2], argv[3], per_phase);
+    int rc = drill ? run_drill(drill) : run_phases(argv[2], argv[3], per_phase);
     EVP_PKEY_free(priv);
     EVP_PKEY_free(pub);
     PKCS11_release_all_slots(ctx, slots, nslots);

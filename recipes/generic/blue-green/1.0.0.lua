@@ -1,0 +1,73 @@
+-- generic/blue-green 1.0.0: seed 002's blue/green migration and rollback while applications
+-- keep running through libhsmsh-route.so. One step per run, in this order:
+--   prepare (green built from blue, the last backup kept) -> parity -> canary weight=N (as
+--   often as wanted, each with an automatic fallback) -> sync -> write-switch -> sync ->
+--   cutover -> (rollback, which may end in split mode) -> decommission; status at any time.
+-- Every step can be run again (after kill -9 too); the facts live in STATE and
+-- STATE.bluegreen (stdlib/hsm/bluegreen.lua).
+local bluegreen = require("hsm.bluegreen")
+
+local STEPS = {"prepare", "parity", "canary", "sync", "write-switch", "cutover", "rollback",
+               "decommission", "status"}
+
+local function run_step(ctx)
+  local p = ctx.params
+  if p.step == "prepare" then
+    return bluegreen.prepare(ctx, {state = p.state, blue = p.blue, green = p.green,
+                                   source = p.source, backup = p.backup})
+  end
+  local cut = bluegreen.open(ctx, {state = p.state, blue = p.blue, green = p.green,
+                                   pin_source = p.pin_source})
+  if p.step == "parity" then bluegreen.parity(ctx, cut)
+  elseif p.step == "canary" then
+    local r = tonumber(p.max_error_rate)
+    if not r or r < 0 or r > 1 then
+      error(("max_error_rate=%s: give a fraction between 0 and 1 (0.01 = one point)"):format(p.max_error_rate), 0)
+    end
+    bluegreen.canary(ctx, cut, {weight = p.weight, watch = p.watch, max_error_rate = r})
+  elseif p.step == "sync" then bluegreen.sync(ctx, cut, p.direction)
+  elseif p.step == "write-switch" then bluegreen.write_switch(ctx, cut)
+  elseif p.step == "cutover" then bluegreen.cutover(ctx, cut)
+  elseif p.step == "rollback" then
+    bluegreen.rollback(ctx, cut, {blue_capacity = p.blue_capacity, rollback_window = p.rollback_window})
+  elseif p.step == "decommission" then bluegreen.decommission(ctx, cut)
+  else bluegreen.status(ctx, cut, {rollback_window = p.rollback_window}) end
+end
+
+return {
+  id = "generic/blue-green",
+  version = "1.0.0",
+  description = "Blue/green migration and rollback through libhsmsh-route.so while applications run",
+  tags = {"migration", "blue-green", "cross-hsm"},
+  requires = {shell = "0.1", mechanisms = {"CKM_AES_KEY_WRAP_PAD"}},
+  params = {
+    step = {type = "enum", values = STEPS, doc = "the step to run (see the description's order)"},
+    state = {type = "string", doc = "the route state file the applications' module reads (made by prepare)"},
+    blue = {type = "uri", required = false,
+            doc = "blue, the token applications use today, with its PIN (prepare; later: optional, the same token)"},
+    green = {type = "uri", required = false, doc = "green, the new token, with its PIN (the same PIN as blue's)"},
+    pin_source = {type = "pin-source", required = false,
+                  doc = "after prepare, where both sides' PIN comes from (file:PATH or prompt)"},
+    source = {type = "enum", values = {"backup", "migrate"}, default = "backup",
+              doc = "prepare: fill green by restoring a fresh backup of blue, or by migrating"},
+    backup = {type = "string", default = "",
+              doc = "prepare: the last-backup file (default STATE.backup); never replaced or deleted"},
+    weight = {type = "integer", min = 0, max = 100, default = 10, doc = "canary: green's weight"},
+    watch = {type = "integer", min = 1, max = 86400, default = 30, doc = "canary: seconds to watch"},
+    max_error_rate = {type = "string", default = "0.01",
+                      doc = "canary: how much green's error rate may exceed blue's (a fraction)"},
+    direction = {type = "enum", values = {"both", "blue-to-green", "green-to-blue"}, default = "both",
+                 doc = "sync: which way"},
+    blue_capacity = {type = "integer", min = 1, default = 3300,
+                     doc = "rollback: the most keys blue can hold (seed 002: 3,300 for hsm1)"},
+    rollback_window = {type = "integer", min = 0, default = 24,
+                       doc = "hours after cutover in which a rollback needs no confirmation"},
+  },
+  phases = {
+    {
+      name = "step",
+      plan = function(ctx) if ctx.dry_run then run_step(ctx) end end,
+      apply = run_step,
+    },
+  },
+}

@@ -418,12 +418,14 @@ end
 
 -- ------------------------------------------------------------------ sync
 
---- The route's fingerprint of an object (route/handles.c): the first 8 bytes of SHA-256 of
---- its CKA_CHECK_VALUE, else of its public value.
+--- Whether obj is the object a birth-journal line recorded: the same check value (a secret
+--- key), or the same route fingerprint (route/handles.c: the first 8 bytes of SHA-256 of its
+--- public value).
 local function proof(obj, rec)
   if rec.kcv then
-    local v = obj:get("CKA_CHECK_VALUE")
-    return v ~= nil and keys.hex(v):lower() == rec.kcv:lower()
+    -- keys.kcv: CKA_CHECK_VALUE, or computed (an unwrapped copy may have none recorded)
+    local v = keys.kcv(obj)
+    return v ~= nil and v:lower() == rec.kcv:lower()
   end
   if rec.fingerprint then
     for _, a in ipairs({"CKA_EC_POINT", "CKA_MODULUS", "CKA_VALUE"}) do
@@ -584,6 +586,12 @@ end
 
 function M.decommission(ctx, cut)
   local c = cut.ctl
+  local off = cut.route.weights == "0/100" and cut.route.write == "green" and "blue"
+    or cut.route.weights == "100/0" and cut.route.write == "blue" and not c.split and "green" or nil
+  if not off then
+    error(("step=decommission: the route is at weights %s, write=%s%s: cut over or roll back first")
+      :format(cut.route.weights, cut.route.write, c.split and ", in split mode" or ""), 0)
+  end
   local f = parity_facts(cut)
   if #f.missing > 0 or #f.only_green > 0 or #f.conflicts > 0 then
     error(("step=decommission: parity does not hold (%d on blue only, %d on green only, %d conflicts); run step=sync")
@@ -604,12 +612,6 @@ function M.decommission(ctx, cut)
   if #conflicts > 0 then
     error(("step=decommission: the last backup %s holds %d key(s) that differ from blue's:\n%s"):format(c.backup,
       #conflicts, ui.table(conflicts, ROW_COLUMNS)), 0)
-  end
-  local off = cut.route.weights == "0/100" and cut.route.write == "green" and "blue"
-    or cut.route.weights == "100/0" and cut.route.write == "blue" and not c.split and "green" or nil
-  if not off then
-    error(("step=decommission: the route is at weights %s, write=%s%s: cut over or roll back first")
-      :format(cut.route.weights, cut.route.write, c.split and ", in split mode" or ""), 0)
   end
   if ctx.dry_run then ctx.say("would mark the cutover finished (%s may be switched off)", off); return end
   step_done(c, "decommission", {off = off})

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bluegreen_faults: generic/blue-green under the conditions operators meet, on real tokens.
+# Green is reached through the fault-injecting module (tests/fault/libfaultp11.so wrapping
+# SoftHSM2), so faults and kills can be put inside green's calls.
+#  1. kill -9 inside prepare (source=migrate, at green's 2nd C_UnwrapKey) and inside a sync
+#     (at green's 1st C_UnwrapKey): the step run again finishes; every key once on each side,
+#     with the same check value;
+#  2. a canary whose green answers CKR_DEVICE_ERROR to every C_SignInit/C_DecryptInit in the
+#     application: the step puts green's weight back to 0 by itself, says why, exits 1, and
+#     the application saw no failed operation (the route retried those on blue);
+#  3. deletions: a key destroyed through the route is destroyed on the other side by the next
+#     sync (its check value proves the twin); a key destroyed behind the route's back is not
+#     taken as deleted: the sync copies it back;
+#  4. split-brain: the same class, ID and label holding different keys on the two sides stops
+#     the sync, naming it, with nothing changed;
+#  5. split mode: after cutover, keys born on green and a rollback with blue_capacity too small
+#     for them: the rollback ends in split mode listing them, the route serves them from green
+#     (pkcs11-tool signs through the module, openssl verifies with green's public key), and
+#     decommission refuses.
+set -u
+NAME=bluegreen_faults
+FLIB=${HSMSH_FAULT_LIB:+$(realpath -m "$HSMSH_FAULT_LIB")}
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
+APP=${HSMSH_ROUTE_MT_APP:?run through ctest}
+ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
+if [ -z "$FLIB" ] || [ ! -f "$FLIB" ]; then fail "HSMSH_FAULT_LIB is not the built libfaultp11.so"; finish; fi
+unset HSMSH_FAULT
+export HSMSH_FAULT_MODULE=$MODULE
+for t in blue green; do softhsm2-util --init-token --free --label $t --pin 1234 --so-pin 12345678 > /dev/null; done
+printf '1234' > pin
+BLUE="pkcs11:token=blue?pin-source=file:$work/pin"
+GREEN="pkcs11:token=green?module-path=$FLIB&pin-source=file:$work/pin"
+U=$BLUE "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
+  assert(s:generate{type = "RSA", bits = 2048, label = "mt-rsa", id = "\1", CKA_EXTRACTABLE = true})
+  for i = 1, 6 do
+    assert(s:generate{type = "AES", bits = 256, label = "k" .. i, id = string.char(0x10 + i),
+                      CKA_EXTRACTABLE = true, CKA_ENCRYPT = true, CKA_DECRYPT = true})
+  end' || fail "making blue's keys"
+S=$work/route.state
+export HSMSH_ROUTE_STATE=$S
+step() { local s=$1; shift; h run generic/blue-green step="$s" state="$S" pin_source="file:$work/pin" "$@"; }
+kcvs() {  # "LABEL KCV" of every secret key but the replication key, sorted, read through SoftHSM2
+  U="pkcs11:token=$1?pin-source=file:$work/pin" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
+    local keys, rows = require("hsm.keys"), {}
+    for _, o in ipairs(assert(s:objects())) do
+      if o.class == "CKO_SECRET_KEY" and not o.label:match("^hsmsh%-bluegreen%-") then
+        rows[#rows + 1] = o.label .. " " .. tostring(keys.kcv(o))
+      end
+    end
+    table.sort(rows)
+    print(table.concat(rows, "\n"))'
+}
+same_keys() {  # same_keys WHAT: blue and green hold the same secret keys, each once
+  kcvs blue > b.kcv; kcvs green > g.kcv
+  check "$1: blue and green hold the same keys, each once ($(diff b.kcv g.kcv | head -4 | tr '\n' ' '))" \
+    bash -c 'diff -q b.kcv g.kcv > /dev/null && [ -z "$(cut -d" " -f1 b.kcv | uniq -d)" ] && ! grep -q " nil$" b.kcv'
+}
+routed() { pkcs11-tool --module "$ROUTE" --login --pin 1234 "$@"; }
+lacks_key() { ! grep -q "^$1 " "$2"; }
+
+# ---- 1. kill -9 inside prepare and inside a sync; the step run again
+HSMSH_FAULT="kill:C_UnwrapKey:2" "$HSMSH" run generic/blue-green step=prepare state="$S" blue="$BLUE" \
+  green="$GREEN" source=migrate > out 2> err
+rc=$?; cmd="prepare killed at green's 2nd C_UnwrapKey"; rc_is 137
+h run generic/blue-green step=prepare state="$S" blue="$BLUE" green="$GREEN" source=migrate
+rc_is 0
+same_keys "prepare killed and run again"
+step parity
+rc_is 0
+for i in 1 2 3; do routed --keygen --key-type AES:32 --extractable --label "r$i" --id "7$i" > /dev/null 2>&1 || fail "keygen r$i"; done
+HSMSH_FAULT="kill:C_UnwrapKey:1" "$HSMSH" run generic/blue-green step=sync state="$S" \
+  pin_source="file:$work/pin" > out 2> err
+rc=$?; cmd="sync killed at green's 1st C_UnwrapKey"; rc_is 137
+step sync
+rc_is 0; has err "sync (both)"
+same_keys "sync killed and run again"
+grep -c '"op":"C_GenerateKey"' "$S.births" > n.births
+check "the three keys made through the route are in the birth journal ($(cat n.births))" [ "$(cat n.births)" = 3 ]
+
+# ---- 2. a failing green during a canary
+rm -f stop
+HSMSH_FAULT="C_SignInit:*:CKR_DEVICE_ERROR;C_DecryptInit:*:CKR_DEVICE_ERROR" \
+  "$APP" "$ROUTE" "$S" "$HSMSH" 1234 drill "$work/stop" > app.out 2> app.err & app=$!
+sleep 1
+step canary weight=50 watch=5
+rc_is 1; has err "green's weight is back to 0"
+check "the canary says why ($(show err))" grep -qE "green is down|green's error rate" err
+check "the route state is back at 100/0" grep -qx 'weights=100/0' "$S"
+touch stop; wait $app; app_rc=$?
+check "the application saw no failed operation ($(cat app.out) $(show app.err))" [ $app_rc = 0 ]
+step status --json
+check "status: the canary fell back (last step canary, weights 100/0)" \
+  python3 -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(not (s["last_step"] == "canary" and s["weights"] == "100/0"))' out
+
+# ---- 3. deletions
+routed --delete-object --type secrkey --label r1 > /dev/null 2>&1 || fail "deleting r1 through the route"
+kcvs blue > b.kcv; kcvs green > g.kcv
+check "r1 is gone from blue (the write side)" lacks_key r1 b.kcv
+check "r1 is still on green before the sync" grep -q '^r1 ' g.kcv
+pkcs11-tool --module "$MODULE" --token-label green --login --pin 1234 --delete-object --type secrkey --label k6 > /dev/null 2>&1 \
+  || fail "deleting k6 behind the route's back"
+step sync
+rc_is 0; has err "1 deleted"
+kcvs green > g.kcv
+check "the deletion through the route reached green" lacks_key r1 g.kcv
+check "k6, deleted on green behind the route's back, is copied back, not taken as deleted" grep -q '^k6 ' g.kcv
+same_keys "after the deletions"
+
+# ---- 4. split-brain
+for t in blue green; do
+  pkcs11-tool --module "$MODULE" --token-label $t --login --pin 1234 --keygen --key-type AES:32 \
+    --extractable --label twin --id 99 > /dev/null 2>&1 || fail "making twin on $t"
+done
+kcvs blue > before.b; kcvs green > before.g
+step sync
+rc_is 1; has err "split-brain"; has err "twin"
+check "the refused sync changed nothing on blue" diff -q before.b <(kcvs blue)
+check "the refused sync changed nothing on green" diff -q before.g <(kcvs green)
+for t in blue green; do
+  pkcs11-tool --module "$MODULE" --token-label $t --login --pin 1234 --delete-object --type secrkey --label twin > /dev/null 2>&1
+done
+
+# ---- 5. split mode
+step write-switch
+rc_is 0
+step cutover
+rc_is 0
+for i in 1 2 3; do
+  routed --keypairgen --key-type EC:prime256v1 --extractable --usage-sign --label "g$i" --id "8$i" > /dev/null 2>&1 || fail "keygen g$i"
+done
+privs() {  # labels of the private keys on token $1
+  pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin 1234 -O --type privkey 2> /dev/null \
+    | sed -n 's/^ *label: *//p' | sort
+}
+privs blue > b.priv; privs green > g.priv
+check "the key pairs made after cutover are on green" grep -qx g3 g.priv
+check "and not on blue" bash -c '! grep -qx g1 b.priv'
+nblue=$(U="$BLUE" "$HSMSH" -e 'local n = 0
+  for _, o in ipairs(assert(require("hsm").token(os.getenv("U")):objects())) do
+    if o.class == "CKO_SECRET_KEY" or o.class == "CKO_PRIVATE_KEY" then n = n + 1 end
+  end
+  print(n)')
+step rollback blue_capacity=$((nblue + 1))
+rc_is 0; has err "split mode: 2 key(s) born on green cannot be on blue"
+check "rolled back to 100/0" grep -qx 'weights=100/0' "$S"
+check "rolled back to write=blue" grep -qx 'write=blue' "$S"
+step status --json
+check "status: split 2" python3 -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(s["split"] != 2)' out
+privs blue > b.priv
+split_key=$(comm -13 b.priv g.priv | head -1)
+check "a private key stays on green only ($split_key)" [ -n "$split_key" ]
+id=$(printf '%s' "$split_key" | sed 's/^g/8/')
+printf 'split mode still signs' | openssl dgst -sha256 -binary > hash
+routed --sign --mechanism ECDSA --signature-format openssl --id "$id" --input-file hash \
+  --output-file sig > /dev/null 2> sign.err
+pkcs11-tool --module "$MODULE" --token-label green --read-object --type pubkey --id "$id" \
+  --output-file pub.der > /dev/null 2>&1
+openssl pkey -pubin -inform DER -in pub.der -out pub.pem 2> /dev/null
+check "pkcs11-tool signs through the route with $split_key, served from green, and openssl verifies it ($(show sign.err))" \
+  openssl pkeyutl -verify -pubin -inkey pub.pem -in hash -sigfile sig
+step decommission
+rc_is 1; has err "in split mode"
+
+finish

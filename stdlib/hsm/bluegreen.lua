@@ -160,10 +160,14 @@ end
 
 
 --- The read-only diff from one side to the other, as a migration plans it.
+--- What prepare recorded of green (capacity=, fips=) holds for every copy made onto it.
 local function diff(cut, from, to, opts)
   opts = opts or {}
-  return migrate.plan(cut.s[from], cut.s[to], {filter = not_kek(cut.ctl),
-    transport = opts.transport or kek_transport(cut, from, to), capacity = opts.capacity})
+  local c = cut.ctl
+  return migrate.plan(cut.s[from], cut.s[to], {filter = not_kek(c),
+    transport = opts.transport or kek_transport(cut, from, to),
+    capacity = opts.capacity or (to == "green" and c.green_capacity or nil),
+    fips = to == "green" and c.fips or nil})
 end
 
 local function missing(plan)
@@ -237,8 +241,18 @@ local function last_backup(ctx, cut)
     (sum.blocked or 0) > 0 and (", %d not exportable"):format(sum.blocked) or "")
 end
 
+--- blue's 3DES keys: a backup of them cannot be restored onto a FIPS green (seed 002).
+local function des3_keys(s)
+  local n = 0
+  for _, kt in ipairs({"CKK_DES3", "CKK_DES2"}) do
+    n = n + #assert(s:find_all({CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = kt}))
+  end
+  return n
+end
+
 --- Step prepare: green built from blue, the replication key on both, the last backup, the
---- route state (100/0, write=blue). opts: {state=, blue=, green=, source=, backup=}.
+--- route state (100/0, write=blue); returns the cutover as M.open does. opts: {state=, blue=, green=, source=, backup=,
+--- green_capacity=, fips= (green is FIPS: no 3DES), mode= (the route state's, when made)}.
 function M.prepare(ctx, opts)
   local c = M.load(opts.state)
   if c and c.last and c.last ~= "prepare" and c.last ~= "parity" then
@@ -259,6 +273,10 @@ function M.prepare(ctx, opts)
   if same_token(cut.s.blue, cut.info.blue, cut.s.green, cut.info.green) then
     error(("blue and green are the same token (%s, serial %s)"):format(cut.info.blue.label, cut.info.blue.serial), 0)
   end
+  if opts.fips and opts.source == "backup" and des3_keys(cut.s.blue) > 0 then
+    error(("blue holds %d 3DES key(s): a backup of them cannot be restored onto a FIPS green; "
+      .. "give source=migrate (they stay on blue, listed) or a non-FIPS green (fips=false)"):format(des3_keys(cut.s.blue)), 0)
+  end
   if ctx.dry_run then
     ctx.say("would prepare green %s from blue %s (source=%s), keep the last backup in %s, and make the route state %s (100/0, write=blue)",
       want.green, want.blue, opts.source, opts.backup or (opts.state .. ".backup"), opts.state)
@@ -266,27 +284,42 @@ function M.prepare(ctx, opts)
   end
   c = c or {format = 1, id = keys.hex(cut.s.blue:random(8)):lower(), blue = want.blue, green = want.green,
             created = os.time(), backup = opts.backup ~= "" and opts.backup or (opts.state .. ".backup"),
-            births_offset = 0}
+            births_offset = 0, fips = opts.fips or nil, green_capacity = opts.green_capacity}
   cut.ctl = c
+  if core.stat(opts.state) then
+    local st = route.read(opts.state)
+    if st.blue ~= c.blue or st.green ~= c.green then
+      error(("route state %s names blue %s and green %s, not this cutover's %s and %s")
+        :format(opts.state, st.blue, st.green, c.blue, c.green), 0)
+    end
+  end
   save(opts.state, c)   -- first, so that a killed prepare is re-run as this same cutover
+  if opts.mode then   -- e.g. limited-write for the whole migration (cloudhsm/hsm1-to-hsm2)
+    if core.stat(opts.state) then route.set(opts.state, {mode = opts.mode})
+    else route.init(opts.state, {blue = c.blue, green = c.green, mode = opts.mode}) end
+    ctx.say("route: mode %s", opts.mode)
+  end
   replication_key(ctx, cut)
   last_backup(ctx, cut)
   local sum
   if opts.source == "backup" then
     local kek = assert(cut.s.green:find_all({CKA_LABEL = kek_label(c), CKA_CLASS = "CKO_SECRET_KEY"}))[1]
     local a = archive.open(cut.s.green, kek, c.backup)
-    sum = migrate.apply_reported(ctx, archive.plan(cut.s.green, kek, a), "restoring onto green", {})
+    sum = migrate.apply_reported(ctx, archive.plan(cut.s.green, kek, a, {capacity = c.green_capacity}),
+                                 "restoring onto green", {})
   else
     sum = migrate.apply_reported(ctx, diff(cut, "blue", "green"), "migrating to green", {})
   end
   ctx.say("green: %d made, %d already there, %d blocked, %d failed", sum.migrated, sum.skipped,
     sum.blocked, sum.failed)
   if sum.failed > 0 then error(("%d object(s) failed to reach green; re-run step=prepare"):format(sum.failed), 0) end
-  if not core.stat(opts.state) then route.init(opts.state, {blue = c.blue, green = c.green}) end
+  if not core.stat(opts.state) then route.init(opts.state, {blue = c.blue, green = c.green, mode = opts.mode}) end
   step_done(c, "prepare", {source = opts.source, made = sum.migrated, blocked = sum.blocked})
   save(opts.state, c)
   ctx.emit({event = "bluegreen", step = "prepare", id = c.id, made = sum.migrated,
             blocked = sum.blocked, backup = c.backup})
+  cut.route = route.read(opts.state)
+  return cut
 end
 
 -- ------------------------------------------------------------------ parity
@@ -370,6 +403,28 @@ local function window(start, now)
   return rows, d
 end
 
+--- Watches the route's statistics for seconds from start (side_counts), every second, and
+--- prints the per-side table. Returns the window's figures and why green failed (down, or
+--- its error rate above blue's by more than max_error_rate), or nil.
+function M.watch(ctx, cut, start, seconds, max_error_rate)
+  local rows, d, why
+  start = start or side_counts(cut.state)
+  for _ = 1, math.max(1, seconds) do
+    core.sleep(1)
+    rows, d = window(start, side_counts(cut.state))
+    if d.green.up == false then why = "green is down" end
+    if not why and d.green.ops > 0 and rate(d.green) - rate(d.blue) > max_error_rate then
+      why = ("green's error rate %.2f%% exceeds blue's %.2f%% by more than %.2f points")
+        :format(100 * rate(d.green), 100 * rate(d.blue), 100 * max_error_rate)
+    end
+    if why then break end
+  end
+  ctx.print(ui.table(rows, {{"side", "SIDE"}, {"ops", "OPS"}, {"errors", "ERRORS"}, {"rate", "RATE"},
+    {"by_ckr", "BY CKR"}, {"misses", "MISSES"}, {"p50_us", "P50 µs"}, {"p99_us", "P99 µs"}, {"up", "UP"}}))
+  for _, r in ipairs(rows) do r.event = "watch_side"; ctx.emit(r) end
+  return d, why
+end
+
 --- Step canary: green takes weight N for the watch window; green worse than blue by more
 --- than max_error_rate, or down, puts its weight back to 0 and fails, saying why.
 function M.canary(ctx, cut, opts)
@@ -389,20 +444,7 @@ function M.canary(ctx, cut, opts)
   local start = side_counts(cut.state)
   route.set(cut.state, {weights = ("%d/%d"):format(100 - w, w)})
   ctx.say("weights %d/%d; watching for %d s", 100 - w, w, opts.watch)
-  local rows, d, why
-  for _ = 1, math.max(1, opts.watch) do
-    core.sleep(1)
-    rows, d = window(start, side_counts(cut.state))
-    if d.green.up == false then why = "green is down" end
-    if not why and d.green.ops > 0 and rate(d.green) - rate(d.blue) > opts.max_error_rate then
-      why = ("green's error rate %.2f%% exceeds blue's %.2f%% by more than %.2f points")
-        :format(100 * rate(d.green), 100 * rate(d.blue), 100 * opts.max_error_rate)
-    end
-    if why then break end
-  end
-  ctx.print(ui.table(rows, {{"side", "SIDE"}, {"ops", "OPS"}, {"errors", "ERRORS"}, {"rate", "RATE"},
-    {"by_ckr", "BY CKR"}, {"misses", "MISSES"}, {"p50_us", "P50 µs"}, {"p99_us", "P99 µs"}, {"up", "UP"}}))
-  for _, r in ipairs(rows) do r.event = "canary_side"; ctx.emit(r) end
+  local d, why = M.watch(ctx, cut, start, opts.watch, opts.max_error_rate)
   if why then
     route.set(cut.state, {weights = "100/0"})
     step_done(c, "canary", {weight = 0, fell_back = why})
@@ -580,6 +622,87 @@ function M.rollback(ctx, cut, opts)
   save(cut.state, c)
   ctx.say("rolled back: blue serves every operation and takes every write%s", #keep > 0 and " (split mode)" or "")
   ctx.emit({event = "bluegreen", step = "rollback", split = #keep > 0, kept_on_green = #keep})
+end
+
+-- ------------------------------------------------------------------ key replicate
+
+--- CloudHSM CLI's --filter (attr.label=X, attr.id=HEX, attr.key-type=aes|3des|rsa|ec|
+--- generic-secret, attr.class=..., joined by spaces or commas) as a migration filter.
+local KEY_TYPES = {aes = "AES", ["3des"] = "DES3", rsa = "RSA", ec = "EC", ["generic-secret"] = "GENERIC_SECRET"}
+local CLASSES = {["secret-key"] = true, ["private-key"] = true, ["public-key"] = true}
+function M.cli_filter(text)
+  local out = {}
+  for clause in (text or ""):gmatch("[^%s,]+") do
+    local k, v = clause:match("^attr%.([%w-]+)=(.+)$")
+    if not k then error(("filter %s: give attr.NAME=VALUE (attr.label=, attr.id=, attr.key-type=, attr.class=)"):format(clause), 0) end
+    if k == "label" or k == "id" then out[#out + 1] = k .. "=" .. v
+    elseif k == "key-type" and KEY_TYPES[v:lower()] then out[#out + 1] = "type=" .. KEY_TYPES[v:lower()]
+    elseif k == "class" and CLASSES[v] then out[#out + 1] = "class=" .. v
+    else error(("filter attr.%s=%s is not one this recipe knows (label, id, key-type aes|3des|rsa|ec|generic-secret, class)"):format(k, v), 0) end
+  end
+  if #out == 0 then error("give --filter: attr.label=LABEL (CloudHSM CLI's key replicate filter)", 0) end
+  return migrate.filter(table.concat(out, ","))
+end
+
+--- The replication keys two tokens share (the same key under the same label, proven by a
+--- probe wrap): the lineage CloudHSM requires of clusters made from one backup.
+local function shared_lineage(src, dst)
+  local function labels(s)
+    local set = {}
+    for _, k in ipairs(assert(s:find_all({CKA_CLASS = "CKO_SECRET_KEY"}))) do
+      local l = k.label or ""
+      if l:match("^hsmsh%-bluegreen%-%x+$") then set[l] = true end
+    end
+    return set
+  end
+  local a, b = labels(src), labels(dst)
+  local names = {}
+  for l in pairs(a) do if b[l] then names[#names + 1] = l end end
+  table.sort(names)
+  for _, l in ipairs(names) do
+    local ok, t = pcall(transport.new, src, dst, {kind = "aes-kwp", kek = l})
+    if ok then return t, l end
+  end
+end
+
+--- CloudHSM CLI's `key replicate --filter ... --source-cluster-id --destination-cluster-id`:
+--- the matching keys copied from src to dst under a replication key both share, verified
+--- as in a migration. Refused when the two are not of one lineage.
+function M.replicate(ctx, src, dst, filter)
+  local t, label = shared_lineage(src, dst)
+  if not t then
+    error("key replicate: the source and the destination share no replication key, so they are not of one lineage "
+      .. "(CloudHSM replicates only between clusters made from one backup; generic/blue-green step=prepare makes one)", 0)
+  end
+  local plan = migrate.plan(src, dst, {transport = t, filter = function(a) return a.CKA_LABEL ~= label and filter(a) end})
+  local rows = {}
+  for _, it in ipairs(plan.items) do rows[#rows + 1] = migrate.row(it) end
+  if #rows == 0 then error("key replicate: no key on the source matches the filter", 0) end
+  ctx.say("%s", ui.table(rows, migrate.columns))
+  migrate.refuse_conflicts(plan)
+  if ctx.dry_run then return end
+  local sum = migrate.apply_reported(ctx, plan, "replicating", {})
+  ctx.say("replicated %d, %d already there, %d blocked, %d failed (replication key %s)", sum.migrated,
+    sum.skipped, sum.blocked, sum.failed, label)
+  if sum.failed > 0 then ctx.status = 1 end
+end
+
+-- ------------------------------------------------------------------ the route, by hand
+
+--- Changes the route state (weights, write, mode), for the vendor procedures that move the
+--- route themselves (cloudhsm/hsm1-to-hsm2); records it as a step.
+function M.switch(ctx, cut, changes, name)
+  if ctx.dry_run then
+    ctx.say("would set the route to %s", json.encode(changes))
+    return
+  end
+  cut.route = route.set(cut.state, changes)
+  step_done(cut.ctl, name or "switch", changes)
+  if changes.weights == "0/100" then cut.ctl.cutover_time = os.time() end
+  save(cut.state, cut.ctl)
+  ctx.say("route: weights %s, write %s, mode %s", cut.route.weights, cut.route.write, cut.route.mode)
+  ctx.emit({event = "bluegreen", step = name or "switch", weights = cut.route.weights,
+            write = cut.route.write, mode = cut.route.mode})
 end
 
 -- ------------------------------------------------------------------ decommission, status

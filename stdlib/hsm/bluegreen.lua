@@ -107,7 +107,8 @@ local function not_kek(c)
 end
 
 --- Opens the cutover at opts.state (made by prepare): the controller, the route state, a
---- session on each side (written sides claimed). opts: {state=, blue=, green=, pin_source=}.
+--- session on each side, claimed for the run unless opts.read_only (status, parity).
+--- opts: {state=, blue=, green=, pin_source=, read_only=}.
 function M.open(ctx, opts)
   local c = M.load(opts.state)
   if not c then
@@ -120,7 +121,7 @@ function M.open(ctx, opts)
   end
   local cut = {ctl = c, route = st, state = opts.state, s = {}}
   for _, side in ipairs(SIDES) do
-    cut.s[side] = ctx.token(login_uri(side, c[side], opts[side], opts.pin_source), {write = true})
+    cut.s[side] = ctx.token(login_uri(side, c[side], opts[side], opts.pin_source), {write = not opts.read_only})
   end
   return cut
 end
@@ -131,6 +132,7 @@ end
 local function births_since(state, offset)
   local f = io.open(state .. ".births", "rb")
   if not f then return {}, offset end
+  if f:seek("end") < offset then offset = 0 end   -- replaced by the operator: read it all
   f:seek("set", offset)
   local text = f:read("a") or ""
   f:close()
@@ -548,7 +550,9 @@ function M.sync(ctx, cut, direction, opts)
   if res.failed > 0 then
     error(("sync: %d object(s) failed to copy; the birth journal stays where it was, re-run step=sync"):format(res.failed), 0)
   end
-  c.births_offset = upto
+  -- Only a sync both ways has handled every line (a one-way sync leaves the other side's
+  -- deletions for the next one; handling a line twice is harmless).
+  if direction == "both" then c.births_offset = upto end
   step_done(c, "sync", {direction = direction, copied = res.copied, deleted = deleted,
                         blocked = #res.blocked, generation = route.read(cut.state).generation})
   save(cut.state, c)

@@ -8,10 +8,8 @@
 # Afterwards: the application saw 0 failed operations; every key pkcs11-tool made is on both
 # sides once, with the same check value on each (read through SoftHSM2 directly); green
 # served operations during the canaries (the module's own statistics); status --json tells
-# where the cutover stands. Then split mode: a second cutover over, keys born on green, and a
-# rollback with blue_capacity too small for them ends in split mode, the route still serving
-# them. Bad input: steps out of order, a state of another migration, a green that is blue,
-# the replication key missing.
+# where the cutover stands (split mode, kills and faults: bluegreen_faults). Bad input: steps out of order, a state of another migration, a green that is blue,
+# the replication key missing, decommission without its last backup or with an altered one.
 set -u
 NAME=bluegreen
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
@@ -88,6 +86,8 @@ run_step() {  # run_step NAME [PARAMS...]: the step must succeed
   echo "$*: $((SECONDS - t)) s ($(tail -1 err))"
 }
 run_step parity
+step write-switch
+cmd="write-switch before any sync"; rc_is 1; has err "no sync has run yet; run step=sync first"
 run_step canary weight=10 watch=3
 run_step sync
 run_step canary weight=50 watch=3
@@ -140,6 +140,15 @@ ok = (st["last_step"] == "sync" and st["weights"] == "100/0" and st["write"] == 
       and st["conflicts"] == 0 and st["pending_births"] == 0 and st["route"]["green"]["ops"] > 0)
 sys.exit(0 if ok else 1)
 PY
+mv "$S.backup" backup.kept
+step decommission
+cmd="decommission without the last backup"; rc_is 1; has err "the last backup of blue $S.backup is missing"
+cp backup.kept "$S.backup"
+printf '\x01' | dd of="$S.backup" bs=1 seek=$(( $(stat -c %s "$S.backup") - 60 )) conv=notrunc 2> /dev/null
+step decommission
+cmd="decommission with an altered last backup"; rc_is 1; has err "archive $S.backup: "
+check "the refused decommissions did not finish the cutover" bash -c "! grep -q '\"finished\"' '$S.bluegreen'"
+cp backup.kept "$S.backup"
 run_step decommission
 has err "green may now be switched off"
 

@@ -13,7 +13,8 @@
 #     taken as deleted: the sync copies it back;
 #  4. split-brain: the same class, ID and label holding different keys on the two sides stops
 #     the sync, naming it, with nothing changed;
-#  5. split mode: after cutover, keys born on green and a rollback with blue_capacity too small
+#  5. kill -9 inside write-switch and inside cutover: each run again, keys and route state agree;
+#  6. split mode: after cutover, keys born on green and a rollback with blue_capacity too small
 #     for them: the rollback ends in split mode listing them, the route serves them from green
 #     (pkcs11-tool signs through the module, openssl verifies with green's public key), and
 #     decommission refuses.
@@ -120,11 +121,30 @@ for t in blue green; do
   pkcs11-tool --module "$MODULE" --token-label $t --login --pin 1234 --delete-object --type secrkey --label twin > /dev/null 2>&1
 done
 
-# ---- 5. split mode
+# ---- 5. kill -9 inside write-switch (its sync to green) and inside cutover (its sync back
+# from green, after the weights moved): the step run again; the route state and the keys agree
+for i in 1 2; do routed --keygen --key-type AES:32 --extractable --label "w$i" --id "9$i" > /dev/null 2>&1 || fail "keygen w$i"; done
+HSMSH_FAULT="kill:C_UnwrapKey:1" "$HSMSH" run generic/blue-green step=write-switch state="$S" \
+  pin_source="file:$work/pin" > out 2> err
+rc=$?; cmd="write-switch killed at green's 1st C_UnwrapKey"; rc_is 137
+check "the killed write-switch left blue the write side" grep -qx 'write=blue' "$S"
 step write-switch
 rc_is 0
+check "the write-switch run again made green the write side" grep -qx 'write=green' "$S"
+same_keys "write-switch killed and run again"
+for i in 3 4; do routed --keygen --key-type AES:32 --extractable --label "w$i" --id "9$i" > /dev/null 2>&1 || fail "keygen w$i"; done
+HSMSH_FAULT="kill:C_WrapKey:1" "$HSMSH" run generic/blue-green step=cutover state="$S" \
+  pin_source="file:$work/pin" > out 2> err
+rc=$?; cmd="cutover killed at green's 1st C_WrapKey"; rc_is 137
+check "the killed cutover had moved the weights (0/100)" grep -qx 'weights=0/100' "$S"
+step status --json
+check "status after the killed cutover: last step write-switch, green keys pending" \
+  python3 -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(not (s["last_step"] == "write-switch" and s["objects"]["pending"] == 2))' out
 step cutover
 rc_is 0
+same_keys "cutover killed and run again"
+
+# ---- 6. split mode
 for i in 1 2 3; do
   routed --keypairgen --key-type EC:prime256v1 --extractable --usage-sign --label "g$i" --id "8$i" > /dev/null 2>&1 || fail "keygen g$i"
 done

@@ -47,7 +47,8 @@ local function run_step(ctx)
     cut = bluegreen.prepare(ctx, prep)
     if p.step == "prepare" or ctx.dry_run then return end
   end
-  cut = cut or bluegreen.open(ctx, {state = p.state, blue = p.hsm1, green = p.hsm2, pin_source = p.pin_source})
+  cut = cut or bluegreen.open(ctx, {state = p.state, blue = p.hsm1, green = p.hsm2, pin_source = p.pin_source,
+                                     read_only = p.step == "status" or p.step == "parity" or p.step == "monitor"})
   local s = p.step
   if s == "migrate" then
     bluegreen.parity(ctx, cut)

@@ -17,7 +17,7 @@ local function run_step(ctx)
                                    source = p.source, backup = p.backup})
   end
   local cut = bluegreen.open(ctx, {state = p.state, blue = p.blue, green = p.green,
-                                   pin_source = p.pin_source})
+                                   pin_source = p.pin_source, read_only = p.step == "status" or p.step == "parity"})
   if p.step == "parity" then bluegreen.parity(ctx, cut)
   elseif p.step == "canary" then
     local r = tonumber(p.max_error_rate)

@@ -109,6 +109,13 @@ function M.help(spec, ...)
   return 0
 end
 
+--- hsmsh complete WORD... CURRENT (for the bash completion, not listed): the candidates for
+--- CURRENT after the words before it, one a line.
+function M.complete(...)
+  for _, w in ipairs(require("hsm.complete").candidates({...})) do print(w) end
+  return 0
+end
+
 --- hsmsh lab init [--dir DIR]
 function M.lab(sub, ...)
   if sub ~= "init" then return usage("lab knows one command: lab init [--dir DIR]") end
@@ -125,6 +132,8 @@ end
 --- hsmsh route init|set|status STATE ...: the routing module's state (hsm.route).
 local ROUTE_KEYS = {init = {blue = true, green = true, weights = true, write = true, mode = true, group = true},
                     set = {weights = true, write = true, mode = true}, status = {}}
+M.route_keys = ROUTE_KEYS
+M.route_values = {write = {"blue", "green"}, mode = {"normal", "limited-write"}}   -- (for completion)
 function M.route(sub, path, ...)
   local allowed = ROUTE_KEYS[sub or ""]
   if not allowed then

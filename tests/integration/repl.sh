@@ -6,61 +6,8 @@
 # usage: bash tests/integration/repl.sh /path/to/hsmsh
 set -u
 
-hsmsh=$(realpath "${1:?usage: repl.sh /path/to/hsmsh}")
-command -v tmux >/dev/null || { echo "repl: tmux is not installed"; exit 1; }
-unset TMUX
-tmp=$(mktemp -d)
-sock=hsmsh-repl-$$
-sockpath=
-cleanup() {
-    tmux -L "$sock" kill-server 2>/dev/null
-    [ -n "$sockpath" ] && rm -f "$sockpath" # tmux leaves it behind
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-mkdir -p "$tmp/home"
-printf 'set -g remain-on-exit on\nset -g history-limit 10000\nset -g default-shell /bin/sh\n' >"$tmp/tmux.conf"
-
-passed=0 failed=0
-pane=a
-tm() { tmux -L "$sock" -f "$tmp/tmux.conf" "$@"; }
-screen() { tm capture-pane -p -J -S - -t "$pane"; }
-count() { screen | grep -cE -- "$1"; }
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    screen | grep -v '^$' | tail -n 12 | sed 's/^/     | /'
-}
-lacks() { ! grep -qEi -- "$1" "$2"; } # lacks ERE FILE
-check() { # check DESCRIPTION COMMAND...
-    local what=$1; shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
-
-# Waits (5 s at most) until more lines match ERE than the baseline.
-wait_more() { # ERE BASELINE
-    local i
-    for ((i = 0; i < 100; i++)); do
-        (($(count "$1") > $2)) && return 0
-        sleep 0.05
-    done
-    echo "TIMEOUT waiting for $1" >&2
-    return 1
-}
-# Sends keys (words starting with @ are key names, others literal text), then waits
-# for one more line matching ERE.
-keys() { # ERE KEY...
-    local re=$1 before k; shift
-    before=$(count "$re")
-    for k in "$@"; do
-        case $k in
-            @*) tm send-keys -t "$pane" "${k#@}" ;;
-            *) tm send-keys -t "$pane" -l "$k" ;;
-        esac
-    done
-    wait_more "$re" "$before"
-}
+# shellcheck source=tmux.bash
+source "$(dirname "${BASH_SOURCE[0]}")/tmux.bash" "$@"
 run() { keys "$2" "$1" @Enter; } # run TEXT ERE: types a line, waits for output matching ERE
 # A prompt line (with whatever was typed on it); every Enter adds exactly one. The first
 # prompt may come from the real hsm.ui.prompt ("hsmsh[blue:user]> ").

@@ -94,13 +94,18 @@ function M.resume(path, ...)
   return recipe.run(rec, opts)
 end
 
---- hsmsh help [RECIPE]: the commands, or one recipe's help (generated from its table).
+--- hsmsh help [RECIPE | --man]: the commands, or one recipe's help (generated from its
+--- table), or the man page's RECIPES section.
 --- An unknown recipe is a usage error naming the closest one.
 function M.help(spec, ...)
   local help = require("hsm.help")
   if select("#", ...) > 0 then return usage("help takes at most one recipe name") end
   if not spec then
     print(help.usage_text())
+    return 0
+  end
+  if spec == "--man" then   -- the RECIPES section of hsmsh(1), in roff
+    print(require("hsm.man").recipes())
     return 0
   end
   local ok, text = pcall(help.recipe_text, spec)

@@ -150,5 +150,36 @@ check "the old file is cut to 1000 entries" [ "$(wc -l <"$old")" = 1000 ]
 check "the old file lost its secret line" lacks 5555 "$old"
 check "the old file keeps the newest entries" grep -qFx 'old_1100 = 1100' "$old"
 
+# ------------------------------------------------------------------ session c
+# The real hsm.ui printer on a real token: slots, token facts, mechanisms (flags, key
+# sizes), sessions and objects print as aligned tables; objects sorted by class, ID, label.
+mkdir -p "$tmp/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$tmp" >"$tmp/softhsm2.conf"
+SOFTHSM2_CONF=$tmp/softhsm2.conf softhsm2-util --init-token --free --label tables --pin 1234 --so-pin 12345678 >/dev/null
+# The rows of the newest table whose header matches ERE, up to the next prompt.
+table_rows() { screen | awk -v h="$1" '$0 ~ h {t = ""; on = 1; next} on && /^hsmsh/ {on = 0} on {t = t $0 "\n"} END {printf "%s", t}'; }
+start c "SOFTHSM2_CONF=$tmp/softhsm2.conf" "HSMSH_HISTORY="
+wait_more "$prompts" 0
+stmt 'm = hsm.open()'
+check "m:slots() prints a table of slots and their tokens" run 'm:slots()' '^SLOT +LABEL +MANUFACTURER +MODEL +SERIAL +FLAGS$'
+check "(a row per slot, with the token's label and flags)" [ "$(table_rows '^SLOT ' | grep -cE '^[0-9]+ +tables +SoftHSM project +SoftHSM v2 +[0-9a-f]+ +.*token-initialized')" = 1 ]
+check "m:token_info(slot) prints a one-row table" run 'm:token_info(m:slots()[1])' '^LABEL +MANUFACTURER +MODEL +SERIAL +FLAGS$'
+check "m:mechanisms(slot) prints mechanisms with key sizes and flags" run 'm:mechanisms(m:slots()[1])' '^MECHANISM +MIN +MAX +FLAGS$'
+mechs=$(table_rows '^MECHANISM ' | awk '{print $1}')
+check "(CKM_AES_KEY_GEN: key sizes 16 to 32, flag generate)" [ "$(table_rows '^MECHANISM ' | grep -cE '^CKM_AES_KEY_GEN +16 +32 +generate$')" = 1 ]
+check "(mechanisms sorted by name)" bash -c '[ "$(wc -l <<<"$1")" -gt 20 ] && sort -c <<<"$1"' _ "$mechs"
+stmt 's = hsm.token("pkcs11:token=tables?pin-value=1234")'
+check "a session prints as a table" run 's' '^SLOT +TOKEN +STATE +RW$'
+check "(its row: the token, logged in, read-write)" [ "$(table_rows '^SLOT +TOKEN' | grep -cE '^[0-9]+ +tables +rw-user +yes$')" = 1 ]
+stmt 'for _, k in ipairs({{"zeta", "\2"}, {"alpha", "\2"}, {"mid", "\1"}}) do s:generate{type = "AES", bits = 128, label = k[1], id = k[2]} end'
+stmt 's:create{CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_LABEL = "note"}'
+check "s:objects() prints an object table" run 's:objects()' '^CLASS +TYPE +BITS +LABEL +ID'
+order=$(table_rows '^CLASS ' | awk '{print $1}' | paste -sd' ')
+labels=$(table_rows '^CLASS ' | grep -oE '\b(note|mid|alpha|zeta)\b' | paste -sd' ')
+check "objects sorted by class, ID, label (got: $order / $labels)" \
+    [ "$order" = "data secret-key secret-key secret-key" -a "$labels" = "note mid alpha zeta" ]
+tm send-keys -t "$pane" C-d
+check "Ctrl-D exits session c with status 0" [ "$(exit_status)" = 0 ]
+
 echo "repl: $passed passed, $failed failed"
 ((failed == 0))

@@ -94,7 +94,8 @@ function M.resume(path, ...)
   return recipe.run(rec, opts)
 end
 
---- hsmsh help [RECIPE]: the commands, or one recipe's help (generated from its table).
+--- hsmsh help [RECIPE | --man]: the commands, or one recipe's help (generated from its
+--- table), or the man page's RECIPES section.
 --- An unknown recipe is a usage error naming the closest one.
 function M.help(spec, ...)
   local help = require("hsm.help")
@@ -103,9 +104,20 @@ function M.help(spec, ...)
     print(help.usage_text())
     return 0
   end
+  if spec == "--man" then   -- the RECIPES section of hsmsh(1), in roff
+    print(require("hsm.man").recipes())
+    return 0
+  end
   local ok, text = pcall(help.recipe_text, spec)
   if not ok then return usage(tostring(text)) end
   print(text)
+  return 0
+end
+
+--- hsmsh complete WORD... CURRENT (for the bash completion, not listed): the candidates for
+--- CURRENT after the words before it, one a line.
+function M.complete(...)
+  for _, w in ipairs(require("hsm.complete").candidates({...})) do print(w) end
   return 0
 end
 
@@ -125,6 +137,8 @@ end
 --- hsmsh route init|set|status STATE ...: the routing module's state (hsm.route).
 local ROUTE_KEYS = {init = {blue = true, green = true, weights = true, write = true, mode = true, group = true},
                     set = {weights = true, write = true, mode = true}, status = {}}
+M.route_keys = ROUTE_KEYS
+M.route_values = {write = {"blue", "green"}, mode = {"normal", "limited-write"}}   -- (for completion)
 function M.route(sub, path, ...)
   local allowed = ROUTE_KEYS[sub or ""]
   if not allowed then

@@ -11,9 +11,9 @@ local M = {}
 M.commands = {
   {"", "[--debug] [-e CHUNK]... [FILE.lua [ARGS...] | -]",
    "no arguments: the interactive REPL; -e runs a chunk, FILE.lua a script (arg table), - stdin"},
-  {"run", "RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--journal FILE]",
+  {"run", "RECIPE[@VERSION] [name=value ...] [--dry-run] [--yes] [--json] [--wait] [--journal FILE]",
    "run a recipe; --dry-run prints the plan only; --help shows the recipe's help"},
-  {"resume", "JOURNAL [NAME=URI | NAME.pin-source=SOURCE ...] [--json] [--yes]",
+  {"resume", "JOURNAL [NAME=URI | NAME.pin-source=SOURCE ...] [--json] [--yes] [--wait]",
    "finish (or roll back) an interrupted run from its journal; in batch, give each token's PIN again"},
   {"recipes", "[RECIPE]", "list recipes, versions and descriptions; with RECIPE its help"},
   {"help", "[RECIPE]", "this list; with RECIPE the recipe's parameters, phases and an example"},
@@ -28,7 +28,15 @@ M.run_options = {
   {"--yes", nil, "answer yes to every confirmation (batch runs)"},
   {"--json", nil, "one JSON object per line on stdout (see docs/json-events.md)"},
   {"--journal", "FILE", "record every step (fsync'd, no PINs) so `hsmsh resume FILE` can finish"},
+  {"--wait", nil, "when another run holds a token this one writes, wait for it instead of refusing"},
   {"--help", nil, "the recipe's help instead of a run"},
+}
+
+--- Options of `hsmsh resume`.
+M.resume_options = {
+  {"--json", nil, "one JSON object per line on stdout"},
+  {"--yes", nil, "answer yes to every confirmation"},
+  {"--wait", nil, "queue behind another run that holds a token instead of refusing"},
 }
 
 M.global_options = {
@@ -300,6 +308,9 @@ function M.usage_text()
   for _, op in ipairs(M.run_options) do
     o[#o + 1] = ("  %-16s %s"):format(op[1] .. (op[2] and (" " .. op[2]) or ""), op[3])
   end
+  local ro = {}
+  for _, op in ipairs(M.resume_options) do ro[#ro + 1] = op[1] end
+  o[#o + 1] = ("options of resume: %s, as for run"):format(table.concat(ro, ", "))
   o[#o + 1] = "global options:"
   for _, op in ipairs(M.global_options) do
     o[#o + 1] = ("  %-16s %s"):format(op[1] .. (op[2] and (" " .. op[2]) or ""), op[3])

@@ -1,6 +1,7 @@
 --- hsm: the public Lua API. Modules, tokens by RFC 7512 URI, objects and key facts.
 local core = require("hsm.core")
 local keys = require("hsm.keys")
+local ui = require("hsm.ui")
 
 local M = {}
 M.core = core
@@ -208,6 +209,18 @@ function Session:generate(spec)
       or "CKM_EC_EDWARDS_KEY_PAIR_GEN", pub, priv)
   end
   error("unknown key type '" .. tostring(kind) .. "' (AES, DES3, GENERIC, RSA, EC, Ed25519)", 2)
+end
+
+-- Slot lists, token facts and mechanism lists are plain tables the REPL prints as tables:
+-- hsm.ui is told what each one is (and of which module).
+local Module = core.methods("hsm.Module")
+for _, name in ipairs({"slots", "token_info", "mechanisms"}) do
+  local raw = Module[name]
+  Module[name] = function(self, ...)
+    local r = table.pack(raw(self, ...))
+    if type(r[1]) == "table" then ui.kinds[r[1]] = {kind = name, module = self} end
+    return table.unpack(r, 1, r.n)
+  end
 end
 
 local Object = core.methods("hsm.Object")

@@ -6,61 +6,8 @@
 # usage: bash tests/integration/repl.sh /path/to/hsmsh
 set -u
 
-hsmsh=$(realpath "${1:?usage: repl.sh /path/to/hsmsh}")
-command -v tmux >/dev/null || { echo "repl: tmux is not installed"; exit 1; }
-unset TMUX
-tmp=$(mktemp -d)
-sock=hsmsh-repl-$$
-sockpath=
-cleanup() {
-    tmux -L "$sock" kill-server 2>/dev/null
-    [ -n "$sockpath" ] && rm -f "$sockpath" # tmux leaves it behind
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-mkdir -p "$tmp/home"
-printf 'set -g remain-on-exit on\nset -g history-limit 10000\nset -g default-shell /bin/sh\n' >"$tmp/tmux.conf"
-
-passed=0 failed=0
-pane=a
-tm() { tmux -L "$sock" -f "$tmp/tmux.conf" "$@"; }
-screen() { tm capture-pane -p -J -S - -t "$pane"; }
-count() { screen | grep -cE -- "$1"; }
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    screen | grep -v '^$' | tail -n 12 | sed 's/^/     | /'
-}
-lacks() { ! grep -qEi -- "$1" "$2"; } # lacks ERE FILE
-check() { # check DESCRIPTION COMMAND...
-    local what=$1; shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
-
-# Waits (5 s at most) until more lines match ERE than the baseline.
-wait_more() { # ERE BASELINE
-    local i
-    for ((i = 0; i < 100; i++)); do
-        (($(count "$1") > $2)) && return 0
-        sleep 0.05
-    done
-    echo "TIMEOUT waiting for $1" >&2
-    return 1
-}
-# Sends keys (words starting with @ are key names, others literal text), then waits
-# for one more line matching ERE.
-keys() { # ERE KEY...
-    local re=$1 before k; shift
-    before=$(count "$re")
-    for k in "$@"; do
-        case $k in
-            @*) tm send-keys -t "$pane" "${k#@}" ;;
-            *) tm send-keys -t "$pane" -l "$k" ;;
-        esac
-    done
-    wait_more "$re" "$before"
-}
+# shellcheck source=tmux.bash
+source "$(dirname "${BASH_SOURCE[0]}")/tmux.bash" "$@"
 run() { keys "$2" "$1" @Enter; } # run TEXT ERE: types a line, waits for output matching ERE
 # A prompt line (with whatever was typed on it); every Enter adds exactly one. The first
 # prompt may come from the real hsm.ui.prompt ("hsmsh[blue:user]> ").
@@ -202,6 +149,37 @@ check "the old file's mode is fixed to 600" [ "$(stat -c %a "$old")" = 600 ]
 check "the old file is cut to 1000 entries" [ "$(wc -l <"$old")" = 1000 ]
 check "the old file lost its secret line" lacks 5555 "$old"
 check "the old file keeps the newest entries" grep -qFx 'old_1100 = 1100' "$old"
+
+# ------------------------------------------------------------------ session c
+# The real hsm.ui printer on a real token: slots, token facts, mechanisms (flags, key
+# sizes), sessions and objects print as aligned tables; objects sorted by class, ID, label.
+mkdir -p "$tmp/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$tmp" >"$tmp/softhsm2.conf"
+SOFTHSM2_CONF=$tmp/softhsm2.conf softhsm2-util --init-token --free --label tables --pin 1234 --so-pin 12345678 >/dev/null
+# The rows of the newest table whose header matches ERE, up to the next prompt.
+table_rows() { screen | awk -v h="$1" '$0 ~ h {t = ""; on = 1; next} on && /^hsmsh/ {on = 0} on {t = t $0 "\n"} END {printf "%s", t}'; }
+start c "SOFTHSM2_CONF=$tmp/softhsm2.conf" "HSMSH_HISTORY="
+wait_more "$prompts" 0
+stmt 'm = hsm.open()'
+check "m:slots() prints a table of slots and their tokens" run 'm:slots()' '^SLOT +LABEL +MANUFACTURER +MODEL +SERIAL +FLAGS$'
+check "(a row per slot, with the token's label and flags)" [ "$(table_rows '^SLOT ' | grep -cE '^[0-9]+ +tables +SoftHSM project +SoftHSM v2 +[0-9a-f]+ +.*token-initialized')" = 1 ]
+check "m:token_info(slot) prints a one-row table" run 'm:token_info(m:slots()[1])' '^LABEL +MANUFACTURER +MODEL +SERIAL +FLAGS$'
+check "m:mechanisms(slot) prints mechanisms with key sizes and flags" run 'm:mechanisms(m:slots()[1])' '^MECHANISM +MIN +MAX +FLAGS$'
+mechs=$(table_rows '^MECHANISM ' | awk '{print $1}')
+check "(CKM_AES_KEY_GEN: key sizes 16 to 32, flag generate)" [ "$(table_rows '^MECHANISM ' | grep -cE '^CKM_AES_KEY_GEN +16 +32 +generate$')" = 1 ]
+check "(mechanisms sorted by name)" bash -c '[ "$(wc -l <<<"$1")" -gt 20 ] && sort -c <<<"$1"' _ "$mechs"
+stmt 's = hsm.token("pkcs11:token=tables?pin-value=1234")'
+check "a session prints as a table" run 's' '^SLOT +TOKEN +STATE +RW$'
+check "(its row: the token, logged in, read-write)" [ "$(table_rows '^SLOT +TOKEN' | grep -cE '^[0-9]+ +tables +rw-user +yes$')" = 1 ]
+stmt 'for _, k in ipairs({{"zeta", "\2"}, {"alpha", "\2"}, {"mid", "\1"}}) do s:generate{type = "AES", bits = 128, label = k[1], id = k[2]} end'
+stmt 's:create{CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_LABEL = "note"}'
+check "s:objects() prints an object table" run 's:objects()' '^CLASS +TYPE +BITS +LABEL +ID'
+order=$(table_rows '^CLASS ' | awk '{print $1}' | paste -sd' ')
+labels=$(table_rows '^CLASS ' | grep -oE '\b(note|mid|alpha|zeta)\b' | paste -sd' ')
+check "objects sorted by class, ID, label (got: $order / $labels)" \
+    [ "$order" = "data secret-key secret-key secret-key" -a "$labels" = "note mid alpha zeta" ]
+tm send-keys -t "$pane" C-d
+check "Ctrl-D exits session c with status 0" [ "$(exit_status)" = 0 ]
 
 echo "repl: $passed passed, $failed failed"
 ((failed == 0))

@@ -400,7 +400,7 @@ local function window(start, now)
     rows[#rows + 1] = {side = side, ops = d[side].ops, errors = d[side].errors,
       rate = ("%.2f%%"):format(100 * rate(d[side])), misses = d[side].misses,
       by_ckr = #rvs > 0 and table.concat(rvs, ", ") or "-",
-      p50_us = lat.p50 or "-", p99_us = lat.p99 or "-", up = b.up == false and "down" or "up"}
+      p50_us = lat.p50, p99_us = lat.p99, up = b.up == false and "down" or "up"}
   end
   return rows, d
 end
@@ -755,7 +755,7 @@ function M.status(ctx, cut, opts)
   local lines = births_since(cut.state, c.births_offset or 0)
   local rs = route.status(cut.state)
   local since = c.cutover_time and os.time() - c.cutover_time or nil
-  local s = {event = "bluegreen_status", id = c.id, last_step = c.last, finished = c.finished ~= nil,
+  local s = {id = c.id, last_step = c.last, finished = c.finished ~= nil,
     weights = cut.route.weights, write = cut.route.write, mode = cut.route.mode,
     generation = cut.route.generation,
     objects = {both = f.plan.counts.skip or 0, blue_only = #f.missing, green_only = #f.only_green,
@@ -765,6 +765,7 @@ function M.status(ctx, cut, opts)
     rollback_window_hours = opts.rollback_window,
     within_rollback_window = since == nil or since <= opts.rollback_window * 3600,
     route = rs.sides}
+  s.event = "bluegreen_status"
   ctx.emit(s)
   if ctx.json then return s end
   ctx.print(("cutover %s: last step %s%s; weights %s, write %s, mode %s (generation %d)"):format(c.id,

@@ -337,9 +337,10 @@ function M.plan_items(srcs, dst, opts, base)
     local same = false
     if there and #there == 1 and not there[1].damaged then
       same = it.check ~= nil and it.check == there[1].check
-      if not same and is_key and there[1].check == nil then
-        -- The destination shows no check value (EC private keys and some unwrapped secret
-        -- keys on SoftHSM2): an operation on one side checked on the other decides.
+      if not same and is_key and (there[1].check == nil or it.check == nil) then
+        -- One side shows no check value (EC private keys and some unwrapped secret keys on
+        -- SoftHSM2; the source is such a copy when a blue/green sync carries keys back): an
+        -- operation on one side checked on the other decides.
         same = proves(plan, it, there[1].obj)
       end
     end

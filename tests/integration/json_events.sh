@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # json_events: what --json prints is what docs/json-events.md says. Representative runs
 # (inventory, a migrate dry run, a migrate, its resume, a backup and a restore, a failing
-# run) print only JSON lines on stdout, each an event the doc lists for that recipe, with
+# run, the blue/green steps prepare, parity, sync and status) print only JSON lines on stdout, each an event the doc lists for that recipe, with
 # only listed fields of the listed types and every field marked "always". And the doc and
 # the code name the same events: every event name a ctx.emit site of the stdlib or a recipe
 # can print is documented (under its recipe's section), and every documented one is emitted
@@ -43,6 +43,9 @@ j protectserver/backup-file 0 run protectserver/backup-file side=backup token="$
 j protectserver/backup-file 0 run protectserver/backup-file side=restore token="$PS3" file="$work/b.arc" "$COMPS" --yes
 j generic/migrate 1 run generic/migrate from="$BLUE" to="pkcs11:token=nothere?pin-value=1"
 has run7.json '"event":"error"'
+BG="state=$work/bg.state"
+j generic/blue-green 0 run generic/blue-green step=prepare "$BG" blue="$BLUE" green="$GREEN"
+for s in parity sync status; do j generic/blue-green 0 run generic/blue-green step=$s "$BG" pin_source="file:$work/pin"; done
 
 res=$(python3 - "$doc" "$src" runs.txt <<'PYEOF'
 import glob, json, os, re, sys
@@ -68,7 +71,8 @@ bad = []
 if len(sections) < 5: bad.append("the doc has %d sections with (recipes: ...)" % len(sections))
 def applies(sec, rid): return sec["recipes"] == "all" or rid in sec["recipes"]
 TYPES = {"string": lambda v: isinstance(v, str), "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-         "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list) or v == {}}
+         "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list) or v == {},
+         "object": lambda v: isinstance(v, dict)}
 def mismatch(d, fields):
     for k, v in d.items():
         if k not in fields: return "field %s is not documented" % k

@@ -8,12 +8,13 @@
 #  2. a canary whose green answers CKR_DEVICE_ERROR to every C_SignInit/C_DecryptInit in the
 #     application: the step puts green's weight back to 0 by itself, says why, exits 1, and
 #     the application saw no failed operation (the route retried those on blue);
-#  3. deletions: a key destroyed through the route is destroyed on the other side by the next
-#     sync (its check value proves the twin); a key destroyed behind the route's back is not
+#  3. deletions: a dry-run sync changes nothing; a key destroyed through the route is
+#     destroyed on the other side by the next sync (its check value proves the twin); a key destroyed behind the route's back is not
 #     taken as deleted: the sync copies it back;
 #  4. split-brain: the same class, ID and label holding different keys on the two sides stops
 #     the sync, naming it, with nothing changed;
-#  5. kill -9 inside write-switch and inside cutover: each run again, keys and route state agree;
+#  5. kill -9 inside write-switch, cutover and rollback (inside their syncs, after the weights
+#     moved) and during a canary's watch: each run again, keys and route state agree;
 #  6. split mode: after cutover, keys born on green and a rollback with blue_capacity too small
 #     for them: the rollback ends in split mode listing them, the route serves them from green
 #     (pkcs11-tool signs through the module, openssl verifies with green's public key), and
@@ -89,6 +90,14 @@ check "the canary says why ($(show err))" grep -qE "green is down|green's error 
 check "the route state is back at 100/0" grep -qx 'weights=100/0' "$S"
 touch stop; wait $app; app_rc=$?
 check "the application saw no failed operation ($(cat app.out) $(show app.err))" [ $app_rc = 0 ]
+"$HSMSH" run generic/blue-green step=canary weight=30 watch=30 state="$S" pin_source="file:$work/pin" \
+  > /dev/null 2>&1 & canary=$!
+for _ in $(seq 1 50); do grep -qx 'weights=70/30' "$S" && break; sleep 0.1; done
+kill -9 $canary; wait $canary 2> /dev/null
+check "a canary killed while watching leaves its weight (70/30)" grep -qx 'weights=70/30' "$S"
+step canary weight=0 watch=1
+rc_is 0
+check "the canary run again sets the weights it is given" grep -qx 'weights=100/0' "$S"
 step status --json
 check "status: the canary fell back (last step canary, weights 100/0)" \
   python3 -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(not (s["last_step"] == "canary" and s["weights"] == "100/0"))' out
@@ -100,6 +109,11 @@ check "r1 is gone from blue (the write side)" lacks_key r1 b.kcv
 check "r1 is still on green before the sync" grep -q '^r1 ' g.kcv
 pkcs11-tool --module "$MODULE" --token-label green --login --pin 1234 --delete-object --type secrkey --label k6 > /dev/null 2>&1 \
   || fail "deleting k6 behind the route's back"
+step sync --dry-run
+rc_is 0; has err "would replicate"
+kcvs green > g.kcv
+check "a dry-run sync deletes nothing (r1 still on green)" grep -q '^r1 ' g.kcv
+check "and copies nothing (k6 still missing on green)" lacks_key k6 g.kcv
 step sync
 rc_is 0; has err "1 deleted"
 kcvs green > g.kcv
@@ -160,6 +174,10 @@ nblue=$(U="$BLUE" "$HSMSH" -e 'local n = 0
     if o.class == "CKO_SECRET_KEY" or o.class == "CKO_PRIVATE_KEY" then n = n + 1 end
   end
   print(n)')
+HSMSH_FAULT="kill:C_WrapKey:1" "$HSMSH" run generic/blue-green step=rollback state="$S" \
+  pin_source="file:$work/pin" blue_capacity=$((nblue + 1)) > out 2> err
+rc=$?; cmd="rollback killed at green's 1st C_WrapKey"; rc_is 137
+check "the killed rollback had pointed the route back at blue" grep -qx 'weights=100/0' "$S"
 step rollback blue_capacity=$((nblue + 1))
 rc_is 0; has err "split mode: 2 key(s) born on green cannot be on blue"
 check "rolled back to 100/0" grep -qx 'weights=100/0' "$S"

@@ -384,6 +384,15 @@ end
 
 local function rate(d) return d.ops > 0 and d.errors / d.ops or 0 end
 
+--- A max_error_rate= parameter (a fraction) as a number; raises naming it.
+function M.error_rate(text)
+  local r = tonumber(text)
+  if not r or r < 0 or r > 1 then
+    error(("max_error_rate=%s: give a fraction between 0 and 1 (0.01 = one point)"):format(tostring(text)), 0)
+  end
+  return r
+end
+
 --- The window's figures per side (now minus start), as table rows.
 local function window(start, now)
   local rows, d = {}, {}

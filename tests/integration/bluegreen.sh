@@ -29,17 +29,6 @@ step() {  # step NAME [PARAMS...]: one step of the cutover at $S; sets rc, out, 
   local s=$1; shift
   h run generic/blue-green step="$s" state="$S" pin_source="file:$work/pin" "$@"
 }
-# secret keys per side, read through SoftHSM2 directly: "LABEL KCV", sorted
-kcvs() {
-  U="pkcs11:token=$1?pin-source=file:$work/pin" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
-    local keys = require("hsm.keys")
-    local rows = {}
-    for _, o in ipairs(assert(s:objects())) do
-      if o.class == "CKO_SECRET_KEY" then rows[#rows + 1] = o.label .. " " .. tostring(keys.kcv(o)) end
-    end
-    table.sort(rows)
-    print(table.concat(rows, "\n"))'
-}
 
 # ---- bad input before anything exists
 step parity
@@ -114,7 +103,7 @@ check "pkcs11-tool made keys through the module during every step ($made made; f
   [ "$made" -ge 10 -a ! -s keygen.failed ]
 # (the replication key itself is proven the same by the sync's transport; SoftHSM2 records no
 # check value for its unwrapped copy)
-kcvs blue | grep -v '^hsmsh-bluegreen-' > blue.kcv; kcvs green | grep -v '^hsmsh-bluegreen-' > green.kcv
+secret_kcvs blue > blue.kcv; secret_kcvs green > green.kcv
 bad=0 missing=""
 while read -r l; do
   nb=$(grep -c "^$l " blue.kcv); ng=$(grep -c "^$l " green.kcv)
@@ -166,6 +155,6 @@ kek=$(python3 -c 'import json,sys; print("hsmsh-bluegreen-" + json.load(open(sys
 pkcs11-tool --module "$MODULE" --token-label green --login --pin 1234 --delete-object --type secrkey --label "$kek" > /dev/null 2>&1
 step sync
 rc_is 1; has err "the replication key $kek is missing on green"
-cmd="after the refusals"; check "blue and green still hold the same keys" diff -q <(kcvs blue | grep -v "^$kek ") <(kcvs green | grep -v '^hsmsh-bluegreen-')
+cmd="after the refusals"; check "blue and green still hold the same keys" diff -q <(secret_kcvs blue) <(secret_kcvs green)
 
 finish

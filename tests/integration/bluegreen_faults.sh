@@ -41,19 +41,8 @@ U=$BLUE "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
 S=$work/route.state
 export HSMSH_ROUTE_STATE=$S
 step() { local s=$1; shift; h run generic/blue-green step="$s" state="$S" pin_source="file:$work/pin" "$@"; }
-kcvs() {  # "LABEL KCV" of every secret key but the replication key, sorted, read through SoftHSM2
-  U="pkcs11:token=$1?pin-source=file:$work/pin" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
-    local keys, rows = require("hsm.keys"), {}
-    for _, o in ipairs(assert(s:objects())) do
-      if o.class == "CKO_SECRET_KEY" and not o.label:match("^hsmsh%-bluegreen%-") then
-        rows[#rows + 1] = o.label .. " " .. tostring(keys.kcv(o))
-      end
-    end
-    table.sort(rows)
-    print(table.concat(rows, "\n"))'
-}
 same_keys() {  # same_keys WHAT: blue and green hold the same secret keys, each once
-  kcvs blue > b.kcv; kcvs green > g.kcv
+  secret_kcvs blue > b.kcv; secret_kcvs green > g.kcv
   check "$1: blue and green hold the same keys, each once ($(diff b.kcv g.kcv | head -4 | tr '\n' ' '))" \
     bash -c 'diff -q b.kcv g.kcv > /dev/null && [ -z "$(cut -d" " -f1 b.kcv | uniq -d)" ] && ! grep -q " nil$" b.kcv'
 }
@@ -104,19 +93,19 @@ check "status: the canary fell back (last step canary, weights 100/0)" \
 
 # ---- 3. deletions
 routed --delete-object --type secrkey --label r1 > /dev/null 2>&1 || fail "deleting r1 through the route"
-kcvs blue > b.kcv; kcvs green > g.kcv
+secret_kcvs blue > b.kcv; secret_kcvs green > g.kcv
 check "r1 is gone from blue (the write side)" lacks_key r1 b.kcv
 check "r1 is still on green before the sync" grep -q '^r1 ' g.kcv
 pkcs11-tool --module "$MODULE" --token-label green --login --pin 1234 --delete-object --type secrkey --label k6 > /dev/null 2>&1 \
   || fail "deleting k6 behind the route's back"
 step sync --dry-run
 rc_is 0; has err "would replicate"
-kcvs green > g.kcv
+secret_kcvs green > g.kcv
 check "a dry-run sync deletes nothing (r1 still on green)" grep -q '^r1 ' g.kcv
 check "and copies nothing (k6 still missing on green)" lacks_key k6 g.kcv
 step sync
 rc_is 0; has err "1 deleted"
-kcvs green > g.kcv
+secret_kcvs green > g.kcv
 check "the deletion through the route reached green" lacks_key r1 g.kcv
 check "k6, deleted on green behind the route's back, is copied back, not taken as deleted" grep -q '^k6 ' g.kcv
 same_keys "after the deletions"
@@ -126,11 +115,11 @@ for t in blue green; do
   pkcs11-tool --module "$MODULE" --token-label $t --login --pin 1234 --keygen --key-type AES:32 \
     --extractable --label twin --id 99 > /dev/null 2>&1 || fail "making twin on $t"
 done
-kcvs blue > before.b; kcvs green > before.g
+secret_kcvs blue > before.b; secret_kcvs green > before.g
 step sync
 rc_is 1; has err "split-brain"; has err "twin"
-check "the refused sync changed nothing on blue" diff -q before.b <(kcvs blue)
-check "the refused sync changed nothing on green" diff -q before.g <(kcvs green)
+check "the refused sync changed nothing on blue" diff -q before.b <(secret_kcvs blue)
+check "the refused sync changed nothing on green" diff -q before.g <(secret_kcvs green)
 for t in blue green; do
   pkcs11-tool --module "$MODULE" --token-label $t --login --pin 1234 --delete-object --type secrkey --label twin > /dev/null 2>&1
 done

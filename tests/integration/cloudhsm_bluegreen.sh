@@ -33,17 +33,6 @@ keys_on() {  # keys_on TOKEN N [3des]: N AES keys (and a 3DES one)
       assert(s:generate{type = "DES3", label = "des3", id = "\x33", CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
     end' || fail "making keys on $1"
 }
-kcvs() {
-  U=$(uri "$1") "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
-    local keys, rows = require("hsm.keys"), {}
-    for _, o in ipairs(assert(s:objects())) do
-      if o.class == "CKO_SECRET_KEY" and not o.label:match("^hsmsh%-bluegreen%-") then
-        rows[#rows + 1] = o.label .. " " .. tostring(keys.kcv(o))
-      end
-    end
-    table.sort(rows)
-    print(table.concat(rows, "\n"))'
-}
 
 # ---- key replicate
 tokens c1 c2
@@ -58,7 +47,7 @@ U=$(uri c1) "$HSMSH" -e 'assert(require("hsm").token(os.getenv("U")):generate{ty
   label = "example-aes-2", id = "\x42", CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})'
 h run cloudhsm/key-replicate filter=attr.label=example-aes-2 source="$(uri c1)" destination="$(uri c2)"
 rc_is 0; has err "replicated 1, 0 already there"
-check "example-aes-2 is on c2 with c1's KCV" [ "$(kcvs c1 | grep '^example-aes-2 ')" = "$(kcvs c2 | grep '^example-aes-2 ')" ]
+check "example-aes-2 is on c2 with c1's KCV" [ "$(secret_kcvs c1 | grep '^example-aes-2 ')" = "$(secret_kcvs c2 | grep '^example-aes-2 ')" ]
 h run cloudhsm/key-replicate filter=attr.label=example-aes-2 source="$(uri c1)" destination="$(uri c2)"
 rc_is 0; has err "replicated 0, 1 already there"
 h run cloudhsm/key-replicate filter=attr.label=nothing-like-it source="$(uri c1)" destination="$(uri c2)"
@@ -82,13 +71,13 @@ rc_is 0; has err "hsm2 serves every operation and takes every write"
 check "after the migration: weights 0/100" grep -qx 'weights=0/100' "$S"
 check "after the migration: write=green" grep -qx 'write=green' "$S"
 check "after the migration: mode normal" grep -qx 'mode=normal' "$S"
-check "hsm2 holds hsm1's keys, each once ($(diff <(kcvs hsm1) <(kcvs hsm2) | head -3 | tr '\n' ' '))" diff -q <(kcvs hsm1) <(kcvs hsm2)
+check "hsm2 holds hsm1's keys, each once ($(diff <(secret_kcvs hsm1) <(secret_kcvs hsm2) | head -3 | tr '\n' ' '))" diff -q <(secret_kcvs hsm1) <(secret_kcvs hsm2)
 HSMSH_ROUTE_STATE=$S pkcs11-tool --module "$ROUTE" --login --pin 1234 --keygen --key-type AES:32 \
   --extractable --label after --id 78 > /dev/null 2> kg.err || fail "a key made through the route after the migration ($(show kg.err))"
-check "a key made after the migration lands on hsm2" grep -q '^after ' <(kcvs hsm2)
+check "a key made after the migration lands on hsm2" grep -q '^after ' <(secret_kcvs hsm2)
 ct step=rollback pin_source="file:$work/pin"
 rc_is 0; has err "rolled back"
-check "rolled back: the key made on hsm2 reached hsm1" grep -q '^after ' <(kcvs hsm1)
+check "rolled back: the key made on hsm2 reached hsm1" grep -q '^after ' <(secret_kcvs hsm1)
 ct step=canary pin_source="file:$work/pin"
 rc_is 1; has err "option=customer-triggered has no step canary (its steps: migrate, rollback, status)"
 
@@ -118,7 +107,7 @@ rc_is 1; has err "blue holds 1 3DES key(s): a backup of them cannot be restored 
 check "the refused prepare made no route state" [ ! -e "$S" ]
 ha step=prepare hsm1="$(uri f1)" hsm2="$(uri f2)" source=migrate
 rc_is 0
-kcvs f1 > f1.kcv; kcvs f2 > f2.kcv
+secret_kcvs f1 > f1.kcv; secret_kcvs f2 > f2.kcv
 check "the 3DES key stays on hsm1" grep -q '^des3 ' f1.kcv
 check "and does not reach the FIPS hsm2" bash -c "! grep -q '^des3 ' f2.kcv"
 ha step=parity pin_source="file:$work/pin"

@@ -47,3 +47,17 @@ one_line() {  # the error is one line on stderr, with no traceback
   if [ "$n" -eq 1 ]; then pass; else fail "$cmd: stderr has $n lines, expected 1 ($(show err))"; fi
   lacks err "stack traceback"
 }
+
+# secret_kcvs TOKEN: "LABEL KCV" of every secret key on TOKEN (SoftHSM2, the PIN in
+# $work/pin) but the blue/green replication keys, sorted; KCV "nil" when none can be had.
+secret_kcvs() {
+  U="pkcs11:token=$1?pin-source=file:$work/pin" "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
+    local keys, rows = require("hsm.keys"), {}
+    for _, o in ipairs(assert(s:objects())) do
+      if o.class == "CKO_SECRET_KEY" and not o.label:match("^hsmsh%-bluegreen%-") then
+        rows[#rows + 1] = o.label .. " " .. tostring(keys.kcv(o))
+      end
+    end
+    table.sort(rows)
+    print(table.concat(rows, "\n"))'
+}

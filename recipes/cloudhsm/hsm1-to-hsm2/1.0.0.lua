@@ -23,14 +23,6 @@ local OPTION_STEPS = {
 local STEPS = {"migrate", "monitor", "prepare", "parity", "canary", "sync", "write-switch", "cutover",
                "rollback", "decommission", "status"}
 
-local function rate(p)
-  local r = tonumber(p.max_error_rate)
-  if not r or r < 0 or r > 1 then
-    error(("max_error_rate=%s: give a fraction between 0 and 1 (0.01 = one point)"):format(p.max_error_rate), 0)
-  end
-  return r
-end
-
 local function run_step(ctx)
   local p = ctx.params
   if not OPTION_STEPS[p.option][p.step] then
@@ -55,12 +47,12 @@ local function run_step(ctx)
     bluegreen.switch(ctx, cut, {weights = "0/100", write = "green", mode = "normal"}, "migrate")
     ctx.say("hsm2 serves every operation and takes every write; roll back with step=rollback within %d h", p.rollback_window)
   elseif s == "monitor" then
-    local d, why = bluegreen.watch(ctx, cut, nil, p.watch, rate(p))
+    local d, why = bluegreen.watch(ctx, cut, nil, p.watch, bluegreen.error_rate(p.max_error_rate))
     if why then error(("monitor: %s; consider step=rollback"):format(why), 0) end
     ctx.say("hsm2 over %d s: %d operations, %d errors", p.watch, d.green.ops, d.green.errors)
   elseif s == "parity" then bluegreen.parity(ctx, cut)
   elseif s == "canary" then
-    bluegreen.canary(ctx, cut, {weight = p.weight, watch = p.watch, max_error_rate = rate(p)})
+    bluegreen.canary(ctx, cut, {weight = p.weight, watch = p.watch, max_error_rate = bluegreen.error_rate(p.max_error_rate)})
   elseif s == "sync" then bluegreen.sync(ctx, cut, p.direction)
   elseif s == "write-switch" then bluegreen.write_switch(ctx, cut)
   elseif s == "cutover" then bluegreen.cutover(ctx, cut)

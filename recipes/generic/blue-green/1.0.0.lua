@@ -20,11 +20,8 @@ local function run_step(ctx)
                                    pin_source = p.pin_source, read_only = p.step == "status" or p.step == "parity"})
   if p.step == "parity" then bluegreen.parity(ctx, cut)
   elseif p.step == "canary" then
-    local r = tonumber(p.max_error_rate)
-    if not r or r < 0 or r > 1 then
-      error(("max_error_rate=%s: give a fraction between 0 and 1 (0.01 = one point)"):format(p.max_error_rate), 0)
-    end
-    bluegreen.canary(ctx, cut, {weight = p.weight, watch = p.watch, max_error_rate = r})
+    bluegreen.canary(ctx, cut, {weight = p.weight, watch = p.watch,
+                                max_error_rate = bluegreen.error_rate(p.max_error_rate)})
   elseif p.step == "sync" then bluegreen.sync(ctx, cut, p.direction)
   elseif p.step == "write-switch" then bluegreen.write_switch(ctx, cut)
   elseif p.step == "cutover" then bluegreen.cutover(ctx, cut)

@@ -135,12 +135,17 @@ local function coerce(p, name, raw)
   return raw
 end
 
---- Typed parameters from name=value strings: unknown or missing ones are errors.
+--- Typed parameters from name=value strings: unknown or missing ones are errors. Names are
+--- written with underscores (keep_transport); the same name with hyphens is accepted
+--- (keep-transport), and given both ways it is an error.
 function M.params(rec, assigns)
   local out = {}
-  for name, raw in pairs(assigns) do
+  for given, raw in pairs(assigns) do
+    local name = given:gsub("-", "_")
     local p = rec.params and rec.params[name]
-    if not p then error(require("hsm.help").unknown_param(rec, name), 0) end
+    if not p then error(require("hsm.help").unknown_param(rec, given), 0) end
+    if out[name] ~= nil then error(("parameter %s is given twice (as %s and %s)"):format(name,
+      name, name:gsub("_", "-")), 0) end
     out[name] = coerce(p, name, raw)
   end
   for name, p in pairs(rec.params or {}) do

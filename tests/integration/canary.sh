@@ -115,7 +115,7 @@ args() {
       boolean) ;;
       *) case $name in
            dir|out|certs|shares|store) echo "$name=$work/run/$name" ;;
-           file|image|container|smk|files|dest-cert|ca) echo "$name=$work/run/$name.out" ;;
+           file|image|container|smk|files|dest_cert|ca) echo "$name=$work/run/$name.out" ;;
            *) [ "$req" = 1 ] && echo "$name=canary-$name" ;;
          esac ;;
     esac

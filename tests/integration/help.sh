@@ -99,7 +99,11 @@ done
 # ---- mistakes point to the help ----
 h run generic/migrate form=x to=pkcs11:token=nothere; rc_is 1; one_line
 has err "did you mean from=?"; has err "hsmsh help generic/migrate"
-h run generic/migrate keep-transport=yes; rc_is 1; has err "did you mean keep_transport=?"
+# One parameter style: underscores; the same name with hyphens is the same parameter.
+h run generic/migrate keep-transport=yes; rc_is 1; lacks err "unknown parameter"; has err "missing parameter "
+h run generic/migrate keep-transport=yes keep_transport=no from=pkcs11:token=a to=pkcs11:token=b
+rc_is 1; has err "parameter keep_transport is given twice (as keep_transport and keep-transport)"
+h run generic/migrate keep-transprt=yes; rc_is 1; has err "did you mean keep_transport=?"
 h run generic/inventory zzzzzzzz=1; rc_is 1; lacks err "did you mean"; has err "parameters: token"
 h help migrat; rc_is 2; has err "did you mean generic/migrate?"
 h help generic/migrat; rc_is 2; has err "did you mean generic/migrate?"

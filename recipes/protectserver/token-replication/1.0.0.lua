@@ -12,7 +12,7 @@
 --   3 import      the image checked whole (destination, signer, signature, replay, MAC) and
 --                 imported, every key verified (ptk7tokmigration it)
 --   4 compare     source and destination listed side by side
--- One process: from= and to=. Two clients: side=source from= dest-cert=HSM_<serial>.crt
+-- One process: from= and to=. Two clients: side=source from= dest_cert=HSM_<serial>.crt
 -- image=FILE, then side=destination to= image=FILE (mutual trust first: protectserver/trust).
 -- Keys that are not extractable cannot leave through PKCS#11; the plan names them and points
 -- to generic/rotate-reencrypt.
@@ -47,7 +47,7 @@ return {
     to = {type = "uri", default = "", doc = "the destination token (URI; its PIN must be the source's)"},
     so_pin = {type = "pin-source", default = "", doc = "the source's SO PIN (file:PATH or prompt): the PIN rule, trust, CKA_WRAP_WITH_TRUSTED keys"},
     image = {type = "string", default = "token.img", doc = "the image file"},
-    ["dest-cert"] = {type = "string", default = "", doc = "side=source: the destination's PIC (HSM_<serial>.crt)"},
+    dest_cert = {type = "string", default = "", doc = "side=source: the destination's PIC (HSM_<serial>.crt)"},
     filter = {type = "string", default = "", doc = "which source objects: label=GLOB,id=HEX,class=,type="},
   },
   phases = {
@@ -57,7 +57,7 @@ return {
         local p = ctx.params
         if on(ctx, "source") then trust.uri_list(need(ctx, "from"), "from") end
         if on(ctx, "destination") then trust.uri_list(need(ctx, "to"), "to") end
-        if p.side == "source" then need(ctx, "dest-cert") end
+        if p.side == "source" then need(ctx, "dest_cert") end
         migrate.filter(p.filter)
       end,
       apply = function(ctx)
@@ -99,7 +99,7 @@ return {
           local d <close> = ctx.token(p.to, {login = false})
           dest_pic = trust.export(d, "pic")
         else
-          dest_pic = trust.read_der(p["dest-cert"])
+          dest_pic = trust.read_der(p.dest_cert)
         end
         local filter = migrate.filter(p.filter)
         local sum, h = replicate.make(src, dest_pic, p.image, {transport = t, filter = filter,

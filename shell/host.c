@@ -174,6 +174,15 @@ lua_State *hsm_host_new(void)
         lua_setglobal(L, "hsm");
     else
         hsm_host_report(L);
+    /* ... and `help` (hsm.guide): help alone prints the guide, help(x) explains x. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "hsm.guide");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+        lua_getfield(L, -1, "help");
+        lua_setglobal(L, "help");
+        lua_pop(L, 1);
+    } else
+        hsm_host_report(L);
     return L;
 }
 

@@ -8,6 +8,8 @@ M.core = core
 
 local modules = {}   -- one hsm.Module per library path
 
+--- Loads and initialises a PKCS#11 module once per process (an hsm.Module: slots, token
+--- info, mechanisms, sessions).
 ---@param path string|nil module path or p11-kit name; nil = the embedded default (SoftHSM2)
 ---@param init_reserved string|nil C_Initialize's pReserved (else the p11-kit registration's x-init-reserved)
 function M.open(path, init_reserved)
@@ -46,10 +48,10 @@ local function pin_for(u, label)
   return pin_from(u.pin_source or "prompt", ("PIN for token %s"):format(label))
 end
 
---- Opens a read-write session on the one token a URI names, logged in as user when the
---- URI carries a PIN (or the token requires a login). Raises with a clear message.
 --- The user PIN a URI names (pin-value, pin-source, or a prompt) as an hsm.Secret; for a
 --- second login in the same run. source: a PIN source instead ("file:PATH" or "prompt").
+---@param uri string a token URI
+---@param source string|nil "file:PATH" or "prompt", instead of the URI's PIN
 function M.pin(uri, source)
   if source then return pin_from(source, "SO PIN") end
   local u, err = core.uri_parse(uri)
@@ -57,6 +59,8 @@ function M.pin(uri, source)
   return pin_for(u, u.token or u.display)
 end
 
+--- Opens a read-write session on the one token a URI names, logged in as user when the
+--- URI carries a PIN (or the token requires a login). Raises with a clear message.
 ---@param uri string  e.g. "pkcs11:token=blue?pin-value=1234"
 ---@param opts table|nil  {login=false} to skip the login, {so=true} to log in as SO (with the
 ---  URI's PIN, or so_pin="file:PATH"|"prompt": RFC 7512 URIs carry one PIN)
@@ -157,8 +161,8 @@ local ObjectList = {__call = function(list)
   return list[i]
 end}
 
---- Every object of a session matching a filter ({label=, id=, class=, key_type=}), one enumeration.
 local Session = core.methods("hsm.Session")
+--- Every object of a session matching a filter ({label=, id=, class=, key_type=}), one enumeration.
 function Session:objects(filter)
   local list, err, code = self:find_all(filter)
   if not list then return nil, err, code end
@@ -229,6 +233,7 @@ Object.fingerprint = keys.fingerprint
 Object.describe = keys.describe
 
 M.hex = keys.hex
+--- Bytes from a hex string; raises when it is not one.
 function M.unhex(h)
   return core.unhex(h) or error("not a hex string: " .. h, 2)
 end

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # repl.sh - drives hsmsh's interactive REPL in a private tmux server: expressions,
 # multi-line input, one-line errors, Tab completion (which must never run code), Ctrl-C
-# (running code, a typed line, a continuation), Ctrl-D, the hsm.ui hooks, and the history
+# (running code, a typed line, a continuation), Ctrl-D, help, the hsm.ui hooks, and the history
 # file (mode 0600, multi-line entries kept whole, no secrets, at most 1000 entries).
 # usage: bash tests/integration/repl.sh /path/to/hsmsh
 set -u
@@ -56,6 +56,9 @@ check "an error is reported as hsmsh: ..." run 'error("boom")' '^hsmsh: .*boom'
 check "an error is one line" [ "$(screen | grep -v 'error("boom")' | grep -c boom)" = 1 ]
 check "an error has no traceback" [ "$(count 'traceback')" = 0 ]
 check "the REPL goes on after an error" run '"alive" .. 1' '^alive1$'
+check "help alone prints the guide, with the API from the annotations" run 'help' '^  hsm\.token\(uri, opts\) +Opens a'
+check "help(hsm.token) explains one function, parameter by parameter" run 'help(hsm.token)' '^  opts \(table\|nil\): '
+check "help('generic/migrate') is the recipe's help" run "help('generic/migrate')" '^  from \(uri\)'
 
 check "string.fo<Tab> completes to string.format(" keys 'string\.format\($' 'string.fo' @Tab
 check "the completed line runs" run '"<%d>", 6*7)' '^<42>$'
@@ -178,6 +181,8 @@ order=$(table_rows '^CLASS ' | awk '{print $1}' | paste -sd' ')
 labels=$(table_rows '^CLASS ' | grep -oE '\b(note|mid|alpha|zeta)\b' | paste -sd' ')
 check "objects sorted by class, ID, label (got: $order / $labels)" \
     [ "$order" = "data secret-key secret-key secret-key" -a "$labels" = "note mid alpha zeta" ]
+check "help(s) lists a session's methods, documented ones with their signature" run 'help(s)' '^  :generate\(spec\) +Generates a key'
+check "help(m) lists a module's methods" run 'help(m)' '^Module methods'
 tm send-keys -t "$pane" C-d
 check "Ctrl-D exits session c with status 0" [ "$(exit_status)" = 0 ]
 

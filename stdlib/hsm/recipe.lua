@@ -52,7 +52,8 @@ local function sandbox()
                    ["hsm.sealed"] = true, ["hsm.exchange"] = true, ["hsm.archive"] = true,
                    ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true,
                    ["hsm.trust"] = true, ["hsm.replicate"] = true,
-                   ["hsm.transport"] = true, ["hsm.verify"] = true, ["hsm.bluegreen"] = true}
+                   ["hsm.transport"] = true, ["hsm.verify"] = true, ["hsm.bluegreen"] = true,
+                   ["hsm.reencrypt"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)

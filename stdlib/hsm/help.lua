@@ -282,8 +282,12 @@ function M.recipe_text(spec)
     add("Requires: " .. table.concat(rec.requires.mechanisms, ", "))
   end
   add()
-  add(sides and "Examples:" or "Example:")
-  if sides then
+  -- A recipe whose steps need other parameters gives its own examples (rec.examples: the
+  -- arguments after "hsmsh run ID"); help.sh checks that they name only its parameters.
+  add((sides or rec.examples) and "Examples:" or "Example:")
+  if rec.examples then
+    for _, e in ipairs(rec.examples) do add(("  hsmsh run %s %s"):format(rec.id, e)) end
+  elseif sides then
     for _, sd in ipairs(sides) do add("  " .. M.example(rec, sd)) end
   else
     add("  " .. M.example(rec))

@@ -90,6 +90,11 @@ return {
     rollback_window = {type = "integer", min = 0, default = 24,
                        doc = "hours after the switch in which a rollback needs no confirmation"},
   },
+  examples = {
+    "option=customer-triggered step=migrate state=/srv/route.state hsm1='pkcs11:token=HSM1?pin-source=file:PINFILE' hsm2='pkcs11:token=HSM2?pin-source=file:PINFILE' --dry-run",
+    "option=customer-managed step=monitor watch=300 state=/srv/route.state pin_source=file:PINFILE",
+    "option=high-availability step=prepare state=/srv/route.state hsm1='pkcs11:token=HSM1?pin-source=file:PINFILE' hsm2='pkcs11:token=HSM2?pin-source=file:PINFILE' fips=false",
+  },
   phases = {
     {
       name = "step",

@@ -60,6 +60,11 @@ return {
     rollback_window = {type = "integer", min = 0, default = 24,
                        doc = "hours after cutover in which a rollback needs no confirmation"},
   },
+  examples = {
+    "step=prepare state=/srv/route.state blue='pkcs11:token=BLUE?pin-source=file:PINFILE' green='pkcs11:token=GREEN?pin-source=file:PINFILE' --dry-run",
+    "step=canary weight=10 watch=300 state=/srv/route.state pin_source=file:PINFILE",
+    "step=status state=/srv/route.state pin_source=file:PINFILE --json",
+  },
   phases = {
     {
       name = "step",

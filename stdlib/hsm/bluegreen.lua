@@ -93,7 +93,8 @@ local function kek_transport(cut, from, to)
   for _, side in ipairs({from, to}) do
     local l = assert(sessions[side]:find_all({CKA_LABEL = kek_label(c), CKA_CLASS = "CKO_SECRET_KEY"}))
     if #l ~= 1 then
-      error(("the replication key %s is %s on %s: re-run step=prepare, or restore it from the last backup's custody")
+      error(("the replication key %s is %s on %s; it cannot travel again (non-extractable since prepare): "
+        .. "start a new cutover (step=prepare with a new state file)")
         :format(kek_label(c), #l == 0 and "missing" or ("there " .. #l .. " times"), side), 0)
     end
   end
@@ -139,8 +140,8 @@ local function births_since(state, offset)
   local lines, used = {}, 0
   for line, stop in text:gmatch("([^\n]*)\n()") do
     used = stop - 1
-    local ev = json.decode(line)
-    if type(ev) == "table" then lines[#lines + 1] = ev end
+    local ok, ev = pcall(json.decode, line)
+    if ok and type(ev) == "table" then lines[#lines + 1] = ev end
   end
   return lines, offset + used
 end
@@ -160,9 +161,8 @@ local function born_since_sync(cut)
   return set
 end
 
-
---- The read-only diff from one side to the other, as a migration plans it.
---- What prepare recorded of green (capacity=, fips=) holds for every copy made onto it.
+--- The read-only diff from one side to the other, as a migration plans it; what prepare
+--- recorded of green (capacity=, fips=) holds for every copy made onto it.
 local function diff(cut, from, to, opts)
   opts = opts or {}
   local c = cut.ctl
@@ -253,8 +253,9 @@ local function des3_keys(s)
 end
 
 --- Step prepare: green built from blue, the replication key on both, the last backup, the
---- route state (100/0, write=blue); returns the cutover as M.open does. opts: {state=, blue=, green=, source=, backup=,
---- green_capacity=, fips= (green is FIPS: no 3DES), mode= (the route state's, when made)}.
+--- route state (100/0, write=blue); returns the cutover as M.open does. opts: {state=,
+--- blue=, green=, source=, backup=, green_capacity=, fips= (green is FIPS: no 3DES), mode=
+--- (the route's mode for the whole preparation, e.g. limited-write)}.
 function M.prepare(ctx, opts)
   local c = M.load(opts.state)
   if c and c.last and c.last ~= "prepare" and c.last ~= "parity" then
@@ -279,14 +280,15 @@ function M.prepare(ctx, opts)
     error(("blue holds %d 3DES key(s): a backup of them cannot be restored onto a FIPS green; "
       .. "give source=migrate (they stay on blue, listed) or a non-FIPS green (fips=false)"):format(des3_keys(cut.s.blue)), 0)
   end
+  local backup = c and c.backup or (opts.backup and opts.backup ~= "" and opts.backup) or (opts.state .. ".backup")
   if ctx.dry_run then
     ctx.say("would prepare green %s from blue %s (source=%s), keep the last backup in %s, and make the route state %s (100/0, write=blue)",
-      want.green, want.blue, opts.source, opts.backup or (opts.state .. ".backup"), opts.state)
+      want.green, want.blue, opts.source, backup, opts.state)
     return
   end
   c = c or {format = 1, id = keys.hex(cut.s.blue:random(8)):lower(), blue = want.blue, green = want.green,
-            created = os.time(), backup = opts.backup ~= "" and opts.backup or (opts.state .. ".backup"),
-            births_offset = 0, fips = opts.fips or nil, green_capacity = opts.green_capacity}
+            created = os.time(), backup = backup, births_offset = 0, fips = opts.fips or nil,
+            green_capacity = opts.green_capacity}
   cut.ctl = c
   if core.stat(opts.state) then
     local st = route.read(opts.state)
@@ -336,6 +338,17 @@ local function parity_facts(cut)
   for _, it in ipairs(missing(plan)) do table.insert(born[it.ref] and f.pending or f.missing, it) end
   for _, it in ipairs(missing(back)) do table.insert(born[it.ref] and f.pending or f.only_green, it) end
   f.plan, f.blocked, f.conflicts = plan, listed(plan, "blocked"), listed(plan, "conflict")
+  f.differ = {}   -- on both sides, with attributes that differ (no quirk explains them)
+  for _, it in ipairs(plan.items) do
+    if it.strategy == "skip" then
+      local bad = migrate.differences(plan, it)
+      if #bad > 0 then
+        local r = migrate.row(it)
+        r.reason = table.concat(bad, "; ")
+        f.differ[#f.differ + 1] = r
+      end
+    end
+  end
   return f
 end
 
@@ -357,16 +370,24 @@ function M.parity(ctx, cut)
     error(("parity fails: %d split-brain conflict(s), the same class, ID and label holding different keys:\n%s")
       :format(#f.conflicts, ui.table(f.conflicts, ROW_COLUMNS)), 0)
   end
-  local ok = #f.missing == 0
+  if #f.differ > 0 then
+    ctx.say("%d object(s) on both sides differ in their attributes; a sync does not carry attribute " ..
+      "changes (this version): set them on the other side too:\n%s", #f.differ, ui.table(f.differ, ROW_COLUMNS))
+  end
+  local ok = #f.missing == 0 and #f.differ == 0
   ctx.say("parity %s: %d on both sides, %d on blue only, %d blocked, %d on green only, %d made since the last sync (pending)",
     ok and "holds" or "does not hold", f.plan.counts.skip or 0, #f.missing, #f.blocked, #f.only_green, #f.pending)
   ctx.emit({event = "bluegreen", step = "parity", ok = ok, both = f.plan.counts.skip or 0,
-            missing = #f.missing, blocked = #f.blocked, only_green = #f.only_green, pending = #f.pending})
+            missing = #f.missing, blocked = #f.blocked, only_green = #f.only_green, pending = #f.pending,
+            differ = #f.differ})
   if not ctx.dry_run then
     step_done(c, "parity", {ok = ok, blocked = #f.blocked})
     save(cut.state, c)
   end
-  if not ok then error(("parity does not hold: %d object(s) on blue are not on green; run step=sync"):format(#f.missing), 0) end
+  if not ok then
+    error(("parity does not hold: %d object(s) on blue are not on green (run step=sync), %d differ in their attributes")
+      :format(#f.missing, #f.differ), 0)
+  end
 end
 
 -- ------------------------------------------------------------------ canary

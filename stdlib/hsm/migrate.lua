@@ -448,28 +448,18 @@ M.columns = {{"class", "CLASS"}, {"key_type", "TYPE"}, {"label", "LABEL"}, {"id"
 --- Finishes one item whose object exists on the destination: attributes the template could
 --- not carry are set (as the seed's step 8), then the check value, every attribute and an
 --- operation are verified. Returns {forced = {names}, verified = how}; raises on a mismatch.
-local function settle(plan, it, d_obj, ours)
+local function blank(v) return v == 0 or v == nil or v == "" end
+
+--- The differences between a source item and a destination capture, split into those the
+--- modules force or do not record (forced: names) and real ones (bad: sentences). The
+--- source may be a copy itself (a blue/green sync back, a second hop): what its module did
+--- not record when it unwrapped the key reads 0 or empty there.
+local function classify(plan, it, got)
   local quirks = plan.dst_quirks or {}
   local unrecorded = quirks.unrecorded or {}
-  -- The source may be a copy itself (a blue/green sync back, a second hop): what its module
-  -- did not record when it unwrapped the key reads 0 or empty there.
   local src_unrecorded = (plan.src_quirks or {}).unrecorded or {}
-  local function blank(v) return v == 0 or v == nil or v == "" end
-  local got = attrs.capture(d_obj)
-  local diffs, fix = attrs.diff(it.a, got), {}
-  for _, d in ipairs(diffs) do
-    -- Only an object this migration made is corrected; one that was there before is not ours
-    -- to change (a difference then fails the item).
-    if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil and
-       not (src_unrecorded[d.name] and blank(d.from)) then fix[d.name] = d.from end
-  end
-  if next(fix) then
-    for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
-    got = attrs.capture(d_obj)
-    diffs = attrs.diff(it.a, got)
-  end
   local forced, bad = {}, {}
-  for _, d in ipairs(diffs) do
+  for _, d in ipairs(attrs.diff(it.a, got)) do
     if d.forced then forced[#forced + 1] = d.name
     elseif (quirks.imposes or {})[d.name] and (d.from == nil or attrs.same(d.from, {})) then
       forced[#forced + 1] = d.name .. "(set by the destination module)"
@@ -480,6 +470,32 @@ local function settle(plan, it, d_obj, ours)
     else bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
       attrs.show(d.from), attrs.show(d.to)) end
   end
+  return forced, bad
+end
+
+--- For a planned item already on the destination (strategy skip): its attribute
+--- differences that no module quirk explains (sentences; empty when none). Read-only.
+function M.differences(plan, it)
+  local _, bad = classify(plan, it, attrs.capture(it.dst))
+  return bad
+end
+
+local function settle(plan, it, d_obj, ours)
+  local unrecorded = (plan.dst_quirks or {}).unrecorded or {}
+  local src_unrecorded = (plan.src_quirks or {}).unrecorded or {}
+  local got = attrs.capture(d_obj)
+  local fix = {}
+  for _, d in ipairs(attrs.diff(it.a, got)) do
+    -- Only an object this migration made is corrected; one that was there before is not ours
+    -- to change (a difference then fails the item).
+    if ours and not d.forced and not unrecorded[d.name] and d.from ~= nil and
+       not (src_unrecorded[d.name] and blank(d.from)) then fix[d.name] = d.from end
+  end
+  if next(fix) then
+    for name, v in pairs(fix) do d_obj:set({[name] = v}) end   -- best effort; diffed below
+    got = attrs.capture(d_obj)
+  end
+  local forced, bad = classify(plan, it, got)
   if #bad > 0 then error("attributes differ: " .. table.concat(bad, "; "), 0) end
   local check = check_of(d_obj, got, nil)
   if it.a.CKA_CLASS == "CKO_PRIVATE_KEY" and not check then check = it.check end

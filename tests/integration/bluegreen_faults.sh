@@ -2,6 +2,7 @@
 # bluegreen_faults: generic/blue-green under the conditions operators meet, on real tokens.
 # Green is reached through the fault-injecting module (tests/fault/libfaultp11.so wrapping
 # SoftHSM2), so faults and kills can be put inside green's calls.
+#  0. parity finds a twin whose attributes differ (CKA_DECRYPT changed on green);
 #  1. kill -9 inside prepare (source=migrate, at green's 2nd C_UnwrapKey) and inside a sync
 #     (at green's 1st C_UnwrapKey): the step run again finishes; every key once on each side,
 #     with the same check value;
@@ -56,6 +57,16 @@ rc=$?; cmd="prepare killed at green's 2nd C_UnwrapKey"; rc_is 137
 h run generic/blue-green step=prepare state="$S" blue="$BLUE" green="$GREEN" source=migrate
 rc_is 0
 same_keys "prepare killed and run again"
+step parity
+rc_is 0
+setattr() {  # setattr TOKEN LABEL true|false: CKA_DECRYPT of that secret key, behind the route's back
+  U="pkcs11:token=$1?pin-source=file:$work/pin" L=$2 V=$3 "$HSMSH" -e 'local s = require("hsm").token(os.getenv("U"))
+    assert(s:find({label = os.getenv("L"), class = "CKO_SECRET_KEY"}):set{CKA_DECRYPT = os.getenv("V") == "true"})'
+}
+setattr green k2 false
+step parity
+rc_is 1; has err "1 differ in their attributes"; has err "k2"; has err "CKA_DECRYPT"
+setattr green k2 true
 step parity
 rc_is 0
 for i in 1 2 3; do routed --keygen --key-type AES:32 --extractable --label "r$i" --id "7$i" > /dev/null 2>&1 || fail "keygen r$i"; done

@@ -174,7 +174,9 @@ unsigned long route_session_count(void);
 void route_pin_wipe(void);
 
 /* ------------------------------------------------------------------ births (writes.c) */
-int route_birth(int side, const char *op, const route_obj *o);
+/* Appends one line to the birth journal; was: the identity before a C_SetAttributeValue
+ * (recorded as was_id/was_label when the ID or label changed), else NULL. */
+int route_birth(int side, const char *op, const route_obj *o, const route_obj *was);
 
 /* ------------------------------------------------------------------ stats (stats.c) */
 typedef struct route_stats {

@@ -37,9 +37,9 @@ static size_t json_str(char *out, size_t cap, const char *s)
     return n;
 }
 
-int route_birth(int side, const char *op, const route_obj *o)
+int route_birth(int side, const char *op, const route_obj *o, const route_obj *was)
 {
-    char line[1200], idh[129], lab[600], cls[48], fp[40] = "";
+    char line[2200], idh[129], lab[600], cls[48], fp[40] = "";
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -60,9 +60,19 @@ int route_birth(int side, const char *op, const route_obj *o)
     pthread_mutex_lock(&route_lock);
     unsigned long long gen = route_g.state ? route_g.state->generation : 0;
     pthread_mutex_unlock(&route_lock);
-    char extra[64] = "";
+    char extra[900] = "";
+    int used = 0;
     if (fpk)
-        snprintf(extra, sizeof extra, ",\"%s\":\"%s\"", fpk, fp);
+        used = snprintf(extra, sizeof extra, ",\"%s\":\"%s\"", fpk, fp);
+    /* A change of identity (CKA_ID, CKA_LABEL): what it was, so a sync can find the twin. */
+    if (was && (was->id_len != o->id_len || memcmp(was->id, o->id, o->id_len) != 0 ||
+                strcmp(was->label, o->label) != 0)) {
+        char wid[129], wlab[600];
+        hex(wid, was->id, was->id_len);
+        json_str(wlab, sizeof wlab, was->label);
+        snprintf(extra + used, sizeof extra - (size_t)used, ",\"was_id\":\"%s\",\"was_label\":\"%s\"",
+                 wid, wlab);
+    }
     snprintf(line, sizeof line,
              "{\"time\":\"%s.%03ldZ\",\"pid\":%ld,\"generation\":%llu,\"side\":\"%s\","
              "\"op\":\"%s\",\"class\":\"%s\",\"id\":\"%s\",\"label\":\"%s\"%s}\n",
@@ -150,7 +160,7 @@ static CK_RV born(route_sess *s, int side, CK_SESSION_HANDLE bs, CK_OBJECT_HANDL
         return rv;
     id.owner = id.token ? 0 : s->h;
     if (id.token) {
-        if (route_birth(side, fn, &id) != 0) {
+        if (route_birth(side, fn, &id, NULL) != 0) {
             route_g.side[side].fl->C_DestroyObject(bs, bh);   /* unrecorded: not kept */
             route_log("%s: the new object was destroyed again: it could not be journalled", fn);
             return CKR_FUNCTION_FAILED;
@@ -347,7 +357,7 @@ CK_RV route_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
             route_obj now;
             if (route_obj_identity(side, bs, bo[side], &now) != CKR_OK)
                 now = cur;
-            if (route_birth(side, "C_SetAttributeValue", &now) != 0)
+            if (route_birth(side, "C_SetAttributeValue", &now, &cur) != 0)
                 rv = CKR_FUNCTION_FAILED;   /* changed but not journalled: say so */
             atomic_fetch_add(&route_st[side].writes, 1);
         }
@@ -383,7 +393,7 @@ CK_RV route_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
         route_side_failed(side, rv, "C_DestroyObject");
         if (rv == CKR_OK) {
             if (cur.token) {
-                if (route_birth(side, "C_DestroyObject", &cur) != 0)
+                if (route_birth(side, "C_DestroyObject", &cur, NULL) != 0)
                     rv = CKR_FUNCTION_FAILED;
                 atomic_fetch_add(&route_st[side].writes, 1);
             }

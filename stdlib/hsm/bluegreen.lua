@@ -534,6 +534,90 @@ local function replicate_deletions(ctx, cut, lines, allowed)
   return done, unproven
 end
 
+local function identity(class, id_hex, label)
+  local t = {CKA_CLASS = class, CKA_LABEL = label}
+  if id_hex and id_hex ~= "" then t.CKA_ID = require("hsm").unhex(id_hex) end
+  return t
+end
+
+--- The one object on session s with this identity that proof() ties to the journal line.
+local function proven(s, tmpl, ev)
+  local found = {}
+  for _, obj in ipairs(assert(s:find_all(tmpl))) do
+    if proof(obj, ev) then found[#found + 1] = obj end
+  end
+  return #found == 1 and found[1] or nil
+end
+
+--- Attribute changes made through the route on one side (C_SetAttributeValue), renames
+--- included (the journal records the identity before), carried in journal order to the twin
+--- on the other side when it is provably the same object. An object changed on both sides
+--- since the last sync is left as it is on both and listed. Returns the count and the list.
+local function replicate_changes(ctx, cut, lines, allowed)
+  local sides_of = {}
+  for _, ev in ipairs(lines) do
+    if ev.op == "C_SetAttributeValue" then
+      local k = migrate.ref(identity(ev.class, ev.id, ev.label))
+      sides_of[k] = sides_of[k] or {}
+      sides_of[k][ev.side] = true
+    end
+  end
+  local done, left = 0, {}
+  for _, ev in ipairs(lines) do
+    local to = OTHER[ev.side]
+    local k = ev.op == "C_SetAttributeValue" and migrate.ref(identity(ev.class, ev.id, ev.label))
+    if k and sides_of[k].blue and sides_of[k].green then
+      if ev.side == "blue" then left[#left + 1] = ("%s (changed on both sides)"):format(k) end
+    elseif k and allowed[ev.side .. ">" .. to] then
+      local twin = proven(cut.s[to], identity(ev.class, ev.was_id or ev.id, ev.was_label or ev.label), ev)
+      local src = proven(cut.s[ev.side], identity(ev.class, ev.id, ev.label), ev)
+      if twin and src then
+        local set, refused = migrate.reconcile(cut.s[ev.side], src, cut.s[to], twin)
+        if #set > 0 then
+          done = done + 1
+          ctx.emit({event = "sync_change", side = to, class = ev.class, label = ev.label, id = ev.id,
+                    set = set})
+        end
+        for _, r in ipairs(refused) do left[#left + 1] = ("%s on %s: %s refused"):format(k, to, r) end
+      elseif twin and ev.was_label then   -- renamed again since: carry this rename only
+        assert(twin:set{CKA_LABEL = ev.label, CKA_ID = identity(ev.class, ev.id).CKA_ID or ""})
+        done = done + 1
+      elseif not twin and #assert(cut.s[to]:find_all(identity(ev.class, ev.was_id or ev.id,
+                                                               ev.was_label or ev.label))) > 0 then
+        left[#left + 1] = ("%s: the object on %s cannot be proven the same one"):format(k, to)
+      end
+    end
+  end
+  return done, left
+end
+
+--- A key the other side holds already under another class, ID or label (renamed behind the
+--- route's back) is not copied: that would be a second copy of one key. Such items are
+--- marked blocked, naming the object that holds the key. to_items: the destination's
+--- indexed objects when the caller has them.
+local function refuse_renamed(cut, p, to_items)
+  local held = {}
+  for _, d in ipairs(to_items or (migrate.index(cut.s[p.to], not_kek(cut.ctl)))) do
+    if d.check then held[d.check] = held[d.check] or {}; table.insert(held[d.check], d) end
+  end
+  for _, it in ipairs(p.plan.items) do
+    local cls = it.a.CKA_CLASS
+    if it.check and (cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY") and
+       (it.strategy == "wrap" or it.strategy == "blocked" and not it.held_as) then
+      for _, d in ipairs(held[it.check] or {}) do
+        if d.a.CKA_CLASS == cls and pcall(p.plan.prove, it, d.obj) then
+          p.plan.counts[it.strategy] = p.plan.counts[it.strategy] - 1
+          it.strategy, it.held_as = "blocked", d.ref
+          it.reason = ("%s holds this key already as %s (renamed on one side behind the route: "
+            .. "give both the same class, ID and label)"):format(p.to, d.ref)
+          p.plan.counts.blocked = (p.plan.counts.blocked or 0) + 1
+          break
+        end
+      end
+    end
+  end
+end
+
 local DIRECTIONS = {["both"] = {{"blue", "green"}, {"green", "blue"}},
                     ["blue-to-green"] = {{"blue", "green"}}, ["green-to-blue"] = {{"green", "blue"}}}
 
@@ -566,15 +650,29 @@ function M.sync(ctx, cut, direction, opts)
     return {copied = 0, deleted = 0, blocked = {}, failed = 0}
   end
   local deleted, unproven = replicate_deletions(ctx, cut, lines, allowed)
-  if deleted > 0 then
-    -- The diffs were made before the deletions: make them again.
+  local changed, unchanged = replicate_changes(ctx, cut, lines, allowed)
+  if deleted + changed > 0 then
+    -- The diffs were made before the deletions and changes: make them again.
     for _, p in ipairs(plans) do p.plan = diff(cut, p.from, p.to, {capacity = (opts.capacity or {})[p.to]}) end
   end
-  local res = {copied = 0, deleted = deleted, blocked = {}, failed = 0, unproven = unproven}
+  local res = {copied = 0, deleted = deleted, changed = changed, blocked = {}, failed = 0, unproven = unproven}
+  -- (syncing both ways, the other plan's items are the objects of this one's destination)
+  for _, p in ipairs(plans) do
+    local back
+    for _, q in ipairs(plans) do if q.from == p.to then back = q.plan.items end end
+    refuse_renamed(cut, p, back)
+  end
+  for _, u in ipairs(unchanged) do ctx.say("change not carried: %s", u) end
   for _, p in ipairs(plans) do
     local sum = migrate.apply_reported(ctx, p.plan, ("syncing %s to %s"):format(p.from, p.to), {})
     res.copied, res.failed = res.copied + sum.migrated, res.failed + sum.failed
-    for _, r in ipairs(listed(p.plan, "blocked")) do r.to = p.to; res.blocked[#res.blocked + 1] = r end
+    for _, it in ipairs(p.plan.items) do
+      if it.strategy == "blocked" then
+        local r = migrate.row(it)
+        r.to, r.held_as = p.to, it.held_as
+        res.blocked[#res.blocked + 1] = r
+      end
+    end
   end
   for _, u in ipairs(unproven) do ctx.say("not deleted (cannot prove it is the same object): %s", u) end
   if res.failed > 0 then
@@ -583,12 +681,14 @@ function M.sync(ctx, cut, direction, opts)
   -- Only a sync both ways has handled every line (a one-way sync leaves the other side's
   -- deletions for the next one; handling a line twice is harmless).
   if direction == "both" then c.births_offset = upto end
-  step_done(c, "sync", {direction = direction, copied = res.copied, deleted = deleted,
+  step_done(c, "sync", {direction = direction, copied = res.copied, deleted = deleted, changed = changed,
                         blocked = #res.blocked, generation = route.read(cut.state).generation})
   save(cut.state, c)
-  ctx.say("sync (%s): %d copied, %d deleted, %d cannot be copied", direction, res.copied, deleted, #res.blocked)
+  ctx.say("sync (%s): %d copied, %d deleted, %d changed, %d cannot be copied", direction, res.copied,
+    deleted, changed, #res.blocked)
+  for _, r in ipairs(res.blocked) do ctx.say("not copied to %s: %s %s: %s", r.to, r.class, r.label, r.reason or "") end
   ctx.emit({event = "bluegreen", step = "sync", direction = direction, copied = res.copied,
-            deleted = deleted, blocked = #res.blocked})
+            deleted = deleted, changed = changed, blocked = #res.blocked})
   return res
 end
 
@@ -642,7 +742,8 @@ function M.rollback(ctx, cut, opts)
   cut.route = route.read(cut.state)
   local res = M.sync(ctx, cut, "both", {capacity = {blue = opts.blue_capacity}})
   local keep = {}
-  for _, r in ipairs(res.blocked) do if r.to == "blue" then keep[#keep + 1] = r end end
+  -- (a key blue holds under another name is on blue: not one to keep green for)
+  for _, r in ipairs(res.blocked) do if r.to == "blue" and not r.held_as then keep[#keep + 1] = r end end
   if #keep > 0 then
     ctx.say("split mode: %d key(s) born on green cannot be on blue; the route serves them from green " ..
       "(reads from both, writes to blue); keep green until they are no longer needed:\n%s",

@@ -458,7 +458,7 @@ local function classify(plan, it, got)
   local quirks = plan.dst_quirks or {}
   local unrecorded = quirks.unrecorded or {}
   local src_unrecorded = (plan.src_quirks or {}).unrecorded or {}
-  local forced, bad = {}, {}
+  local forced, bad, entries = {}, {}, {}
   for _, d in ipairs(attrs.diff(it.a, got)) do
     if d.forced then forced[#forced + 1] = d.name
     elseif (quirks.imposes or {})[d.name] and (d.from == nil or attrs.same(d.from, {})) then
@@ -467,10 +467,28 @@ local function classify(plan, it, got)
       forced[#forced + 1] = d.name .. "(not recorded by the module)"
     elseif src_unrecorded[d.name] and blank(d.from) then
       forced[#forced + 1] = d.name .. "(not recorded by the source's module)"
-    else bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
-      attrs.show(d.from), attrs.show(d.to)) end
+    else
+      bad[#bad + 1] = ("%s: %s on the source, %s on the destination"):format(d.name,
+        attrs.show(d.from), attrs.show(d.to))
+      entries[#entries + 1] = d
+    end
   end
-  return forced, bad
+  return forced, bad, entries
+end
+
+--- A change replicated (a blue/green sync): dst_obj, proven to hold src_obj's key, takes
+--- src_obj's attributes where they differ and no module quirk explains it. Returns the
+--- names set and the sentences of the differences the destination module refused to set.
+function M.reconcile(src, src_obj, dst, dst_obj)
+  local plan = {dst_quirks = attrs.quirks(dst), src_quirks = attrs.quirks(src)}
+  local _, _, entries = classify(plan, {a = attrs.capture(src_obj)}, attrs.capture(dst_obj))
+  local set, refused = {}, {}
+  for _, d in ipairs(entries) do
+    local ok, err = dst_obj:set({[d.name] = d.from})
+    if ok then set[#set + 1] = d.name
+    else refused[#refused + 1] = ("%s (%s)"):format(d.name, tostring(err)) end
+  end
+  return set, refused
 end
 
 --- For a planned item already on the destination (strategy skip): its attribute

@@ -9,8 +9,9 @@
 #  2. a canary whose green answers CKR_DEVICE_ERROR to every C_SignInit/C_DecryptInit in the
 #     application: the step puts green's weight back to 0 by itself, says why, exits 1, and
 #     the application saw no failed operation (the route retried those on blue);
-#  3. deletions: a dry-run sync changes nothing; a key destroyed through the route is
-#     destroyed on the other side by the next sync (its check value proves the twin); a key destroyed behind the route's back is not
+#  3. deletions and changes: a dry-run sync changes nothing; a key destroyed through the
+#     route is destroyed on the other side by the next sync, a CKA_ID changed through it is
+#     changed there; a key whose ID was changed behind the route's back is not copied twice (its check value proves the twin); a key destroyed behind the route's back is not
 #     taken as deleted: the sync copies it back;
 #  4. split-brain: the same class, ID and label holding different keys on the two sides stops
 #     the sync, naming it, with nothing changed;
@@ -109,17 +110,27 @@ check "r1 is gone from blue (the write side)" lacks_key r1 b.kcv
 check "r1 is still on green before the sync" grep -q '^r1 ' g.kcv
 pkcs11-tool --module "$MODULE" --token-label green --login --pin 1234 --delete-object --type secrkey --label k6 > /dev/null 2>&1 \
   || fail "deleting k6 behind the route's back"
+routed --set-id 7f --id 72 --type secrkey > /dev/null 2>&1 || fail "changing r2's CKA_ID through the route"
+check "the birth journal records the identity before the change" grep -q '"op":"C_SetAttributeValue".*"id":"7f".*"was_id":"72"' "$S.births"
+pkcs11-tool --module "$MODULE" --token-label blue --login --pin 1234 --set-id 5f --id 15 --type secrkey > /dev/null 2>&1 \
+  || fail "changing k5's CKA_ID behind the route's back"
 step sync --dry-run
 rc_is 0; has err "would replicate"
 secret_kcvs green > g.kcv
 check "a dry-run sync deletes nothing (r1 still on green)" grep -q '^r1 ' g.kcv
 check "and copies nothing (k6 still missing on green)" lacks_key k6 g.kcv
 step sync
-rc_is 0; has err "1 deleted"
+rc_is 0; has err "1 deleted, 1 changed"
+has err "holds this key already as secret-key/15/k5"
 secret_kcvs green > g.kcv
 check "the deletion through the route reached green" lacks_key r1 g.kcv
 check "k6, deleted on green behind the route's back, is copied back, not taken as deleted" grep -q '^k6 ' g.kcv
-same_keys "after the deletions"
+same_keys "after the deletions and changes"
+ids() { pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin 1234 -O --type secrkey 2> /dev/null \
+  | awk '/label:/ { l = $2 } /ID:/ { print l, $2 }' | sort; }
+ids green > g.ids
+check "the change of r2's CKA_ID through the route reached green" grep -qx 'r2 7f' g.ids
+check "k5, renamed behind the route's back, was not copied a second time" [ "$(grep -c '^k5 ' g.ids)" = 1 ]
 
 # ---- 4. split-brain
 for t in blue green; do

@@ -82,10 +82,12 @@ describe("token by URI", function()
     local s = hsm.token(uri)
     assert.has_error(function() s:create({lable = "x"}) end, "unknown attribute 'lable'")
     assert.has_error(function() s:create({CKA_TOKEN = "yes"}) end)
+    assert(s:create{CKA_CLASS = "CKO_DATA", CKA_TOKEN = false, CKA_LABEL = "held"})
     local objs = assert(s:objects())
+    assert.is_truthy(objs[1])
     s:close()
     assert.has_error(function() s:info() end, "session is closed")
-    if objs[1] then assert.has_error(function() return objs[1].label end, "session is closed") end
+    assert.has_error(function() return objs[1].label end, "session is closed")
   end)
 
   it("enumerates each created object exactly once", function()

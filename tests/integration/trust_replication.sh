@@ -17,7 +17,7 @@ printf '1234' > "$work/pin"
 printf '12345678' > "$work/so"
 SO="so_pin=file:$work/so"
 uri() { printf 'pkcs11:token=%s?pin-source=file:%s/pin' "$1" "$work"; }
-newtok() { softhsm2-util --init-token --free --label "$1" --pin "${2:-1234}" --so-pin 12345678 > /dev/null; }
+newtok() { softhsm2-util --init-token --free --label "$1" --pin "${2:-1234}" --so-pin "${3:-12345678}" > /dev/null; }
 serial() { "$HSMSH" -e "local _, i = hsm.token('$(uri "$1")', {login = false}) print(i.serial)"; }
 p11() {  # p11 TOKEN ARGS... (the current SOFTHSM2_CONF)
   local tok=$1; shift
@@ -42,7 +42,7 @@ decrypts_on() {
 
 # ================================================================ one process (one client)
 "$HSMSH" lab init > /dev/null 2>&1      # blue (with the lab's keys) and green
-newtok ca; newtok other; newtok otherpin 9999
+newtok ca; newtok other; newtok otherpin 9999; newtok otherso 1234 87654321
 BLUE=$(uri blue) GREEN=$(uri green) CA=$(uri ca) OTHER=$(uri other)
 S_BLUE=$(serial blue) S_GREEN=$(serial green) S_CA=$(serial ca) S_OTHER=$(serial other)
 store=$work/store
@@ -82,6 +82,9 @@ encrypt_on blue
 check "pkcs11-tool encrypted on blue" [ -s "$work/ct" ]
 h run protectserver/token-replication from="$BLUE" to="$(uri otherpin)" "$SO"; rc_is 1
 has err "the destination's user PIN is not the source's"
+h run protectserver/token-replication from="$BLUE" to="$(uri otherso)" "$SO"; rc_is 1
+has err "the destination's SO PIN is not the source's"
+check "the refused replication wrote nothing on otherso" [ "$(objects otherso)" -eq 0 ]
 h run protectserver/token-replication from="$BLUE" to="$GREEN" "$SO" image="$work/green.img"; rc_is 0
 has err "step 1: HSM $S_BLUE trusts HSM $S_GREEN"
 has err "step 1: HSM $S_GREEN trusts HSM $S_BLUE"
@@ -104,6 +107,7 @@ row blue "$S_BLUE" owner-signed stored "$S_GREEN"
 row ca "$S_CA" owner-signed CA -
 row other "$S_OTHER" owner-signed stored "$S_BLUE"
 row otherpin "$(serial otherpin)" none none -
+row otherso "$(serial otherso)" none none -
 # URIs listed in a string parameter lose their PIN in the journal too
 h run protectserver/trust action=list trusting="pkcs11:token=blue?pin-value=1234,pkcs11:token=green?pin-value=1234" \
   --journal "$work/jl"; rc_is 0

@@ -84,6 +84,9 @@ check "MK3 is active" [ "$(state)" = "normal MK3" ]
 check "MK2 is still on the token" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "1" ]
 h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 0
 check "MK2 is destroyed" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "0" ]
+# Run again (as after a kill once the old key was destroyed): nothing left to destroy, exit 0.
+h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 0
+has err "the old master key MK2 is already destroyed"
 check "every blob opens under MK3" [ "$(kcvs_now)" = "$(cat "$work/kcvs")" ]
 
 # ---- bad input ----

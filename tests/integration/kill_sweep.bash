@@ -16,8 +16,8 @@
 # index), KS_RESUME_SWEEP=1 (also kill the resume at its own call indices), then calls ks_main.
 #
 # Environment (by hand): KILL_SWEEP_FULL=1 sweeps every index even where the test is
-# windowed (bench/kill_sweep.sh); KILL_SWEEP_STRIDE=N (default 8) the stride outside the
-# windows; KILL_SWEEP_JOBS=N lanes (default 2); KILL_SWEEP_TMP the tmpfs for the token
+# windowed (bench/kill_sweep.sh); KILL_SWEEP_STRIDE=N the stride outside the windows
+# (default: the script's KS_STRIDE, else 8); KILL_SWEEP_JOBS=N lanes (default 2); KILL_SWEEP_TMP the tmpfs for the token
 # directories (default /dev/shm; it must exist: nothing falls back silently).
 set -u
 FLIB=${HSMSH_FAULT_LIB:+$(realpath -m "$HSMSH_FAULT_LIB")}   # before common.bash changes directory
@@ -45,7 +45,7 @@ export HSMSH_FAULT_MODULE=$MODULE
 KS_RESUME=()
 KS_WINDOWED=${KS_WINDOWED:-0}
 KS_RESUME_SWEEP=${KS_RESUME_SWEEP:-0}
-STRIDE=${KILL_SWEEP_STRIDE:-8}
+STRIDE=${KILL_SWEEP_STRIDE:-${KS_STRIDE:-8}}
 JOBS=${KILL_SWEEP_JOBS:-2}
 [ "${KILL_SWEEP_FULL:-0}" = 1 ] && KS_WINDOWED=0
 I=$work/init
@@ -337,12 +337,24 @@ reset_lane() {
   cp -a "$I/tokens" "$I/files" "$L/" || fail "lane $L: cannot copy the fixture"
 }
 # (By hand: KILL_SWEEP_MAX=N keeps the first N points of each sweep, to try the test quickly.)
-# windows TIMELINE: the call numbers from each journaled intent ("step":"create") to its
-# "done" (from the call before the intent's line to the call after the done's line).
+# windows TIMELINE: the call numbers where an object is in flight: from each journaled intent
+# ("step":"create") to its "done", and, for a ref the journal had in flight before this
+# process (a resume: TIMELINE is the killed run's journal, then the resume's calls and
+# lines), from the step line before its "done" (where the resume settles it) to that done;
+# with the call just before and just after each window.
 windows() {
-  awk '/^[0-9]/ { last = $1; if (open) print $1; next }
-       /"step":"create"/ { open = 1; if (last) print last; next }
-       /"step":"done"/ { if (open) print last + 1; open = 0 }' "$1" | sort -un
+  awk 'function ref_of() { return match($0, /"ref":"[^"]*"/) ? substr($0, RSTART + 7, RLENGTH - 8) : "" }
+       /^[0-9]/ { last = $1; buf = buf " " $1; next }
+       /"event":"step"/ && /"step":"create"/ { inflight[ref_of()] = 1; buf = ""; if (last) print last; next }
+       /"event":"step"/ && /"step":"done"/ {
+         r = ref_of()
+         if (r in inflight) {
+           n = split(buf, a, " "); for (i = 1; i <= n; i++) print a[i]
+           if (start) print start
+           if (last) print last + 1
+           delete inflight[r]
+         }
+         buf = ""; start = last }' "$1" | sort -un
 }
 # points TIMELINE T: the kill rules, before and after each call index: every index, or (in
 # window mode) the windows, the first and last 3 calls, and every STRIDE-th index.
@@ -472,8 +484,7 @@ sweep_lane() {
         [ "$rc" -eq 0 ] || fail "lane $lane: the clean resume after kill:$first_kill: exit $rc ($(show "$L/err"))"
         R=$(awk '$1 == "total" {print $2}' "$L/resume.count")
         if [ -n "$R" ]; then
-          tail -n +$(($(wc -l < "$L/rs/journal") + 1)) "$L/resume.tl" > "$L/resume.own.tl"   # its own part
-          points "$L/resume.own.tl" "$R" > "$L/rpoints"
+          points "$L/resume.tl" "$R" > "$L/rpoints"
           awk -v j="$JOBS" -v l="$lane" '(NR - 1) % j == l' "$L/rpoints" > "$L/rmine"
           while read -r rule; do nres=$((nres + 1)); resume_point "$rule"; done < "$L/rmine"
         else fail "lane $lane: the resume's count file has no total"; fi

@@ -16,7 +16,9 @@
 # index), KS_RESUME_SWEEP=1 (also kill the resume at its own call indices), then calls ks_main.
 #
 # Environment (by hand): KILL_SWEEP_FULL=1 sweeps every index even where the test is
-# windowed (bench/kill_sweep.sh); KILL_SWEEP_STRIDE=N the stride outside the windows
+# windowed (bench/kill_sweep.sh); KILL_SWEEP_RESUME=1 adds the killed-resume sweep where the
+# test has none (a workflow that journals secret-key intents: restore, image);
+# KILL_SWEEP_STRIDE=N the stride outside the windows
 # (default: the script's KS_STRIDE, else 8); KILL_SWEEP_JOBS=N lanes (default 2); KILL_SWEEP_TMP the tmpfs for the token
 # directories (default /dev/shm; it must exist: nothing falls back silently).
 set -u
@@ -45,6 +47,7 @@ export HSMSH_FAULT_MODULE=$MODULE
 KS_RESUME=()
 KS_WINDOWED=${KS_WINDOWED:-0}
 KS_RESUME_SWEEP=${KS_RESUME_SWEEP:-0}
+[ "${KILL_SWEEP_RESUME:-0}" = 1 ] && KS_RESUME_SWEEP=1
 STRIDE=${KILL_SWEEP_STRIDE:-${KS_STRIDE:-8}}
 JOBS=${KILL_SWEEP_JOBS:-2}
 [ "${KILL_SWEEP_FULL:-0}" = 1 ] && KS_WINDOWED=0

@@ -3,7 +3,10 @@
 # directories sharing only the archive file and the custodians' components): the lab token
 # backed up with 2 components restores onto an empty token with the same objects, pkcs11-tool
 # decrypts on the restored token what the original encrypted, and bad input (wrong component,
-# tampered archive, unconfirmed component) changes nothing.
+# tampered archive, unconfirmed component) changes nothing. Kills: the serial restore once
+# (after its 5th C_UnwrapKey), the workers=2 restore twice (after the 3rd C_CopyObject, after
+# the 6th C_UnwrapKey), each resumed; every call index of the serial restore, with the
+# attribute oracle, is kill_sweep_restore.sh (workers=2 is not swept).
 # Usage: bash backup_restore.sh /abs/path/to/hsmsh
 set -u
 NAME=backup_restore

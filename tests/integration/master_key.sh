@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # master_key: ep11/master-key-migrate on a blob store: re-encipherment under a new master key
 # with every blob still usable, a damaged blob stopping the run with the store unchanged,
-# cancel before activation, kill -9 at every C_WrapKey of the re-encipherment then a re-run
-# or resume with no blob lost, and the old key destroyed only with confirmation.
+# cancel before activation, kill -9 at three C_WrapKey calls of the re-encipherment (its 1st,
+# 3rd and 6th, after the 3 KAT wraps; the first two then cancelled, the last finished by a
+# plain re-run, whose journal is then resumed) with no blob lost, and the old key destroyed
+# only with confirmation, a second destroying run finding it gone. Kills at every PKCS#11
+# call index, backup and activation included, each followed by `hsmsh resume`, are
+# kill_sweep_master_key.sh.
 # Usage: bash master_key.sh /abs/path/to/hsmsh
 set -u
 NAME=master_key
@@ -84,6 +88,9 @@ check "MK3 is active" [ "$(state)" = "normal MK3" ]
 check "MK2 is still on the token" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "1" ]
 h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 0
 check "MK2 is destroyed" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "0" ]
+# Run again (as after a kill once the old key was destroyed): nothing left to destroy, exit 0.
+h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 0
+has err "the old master key MK2 is already destroyed"
 check "every blob opens under MK3" [ "$(kcvs_now)" = "$(cat "$work/kcvs")" ]
 
 # ---- bad input ----

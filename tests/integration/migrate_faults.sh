@@ -7,12 +7,18 @@
 #     with extractable private keys, a data object); the expected end state is taken once from
 #     a clean migration into a scratch token (its --json events) and from the source itself;
 #  2. one clean migration through the fault module counts its PKCS#11 calls (T) and logs them;
-#  3. kill sweep: kill -9 at N (before and after the call) for N spread over 1..T and around
-#     every call that writes the destination, then `hsmsh resume JOURNAL`; afterwards the
-#     destination holds exactly the expected objects, each once, with the source's KCV /
-#     fingerprint (private keys also sign, checked with their public key), no transport
-#     leftovers on either token, and the source unchanged (inventory and attribute digest);
-#     kills during a resume, and a last re-run that must skip everything;
+#  3. kill sweep, a sample (about 50 points; every call index, the attribute oracle and
+#     kills at each call of a resume are kill_sweep_migrate.sh and bench/kill_sweep.sh):
+#     kill -9 before the call at every ceil(T/30)-th index of 1..T (T: the calls of a clean
+#     run, about 500), before and after each call that makes a destination object (the
+#     C_UnwrapKey / C_CreateObject of each object, each C_CopyObject), before call 1, before
+#     and after call T, and at T+5 (the run completes); each then `hsmsh resume JOURNAL`;
+#     afterwards the destination holds exactly the expected objects, each once, with the
+#     source's KCV / fingerprint (private keys also sign, checked with their public key), no
+#     transport leftovers on either token, and the source unchanged (inventory and attribute
+#     digest); attributes are not compared here. Four kills during a resume (before
+#     and after the resume's first object-making call, after its second and after its last),
+#     each resumed again; and a last re-run that must skip everything;
 #  4. injected errors: C_UnwrapKey / C_CreateObject failing after doing the work (recovered;
 #     for a public key and for a data object, which has no CKA_ID), C_UnwrapKey or
 #     C_CreateObject failing before (that object fails, exit 1, nothing half-made, a re-run or

@@ -88,6 +88,12 @@ return {
           ctx.say("the old master key %s is kept; destroy it with destroy_old=true once the store is checked", prev.label)
           return false
         end
+        -- A run killed after the destruction, resumed or run again: nothing left to destroy.
+        local left = ctx.must(st.s:find_all({CKA_CLASS = "CKO_SECRET_KEY", CKA_LABEL = prev.label}))
+        if #left == 0 then
+          ctx.say("the old master key %s is already destroyed", prev.label)
+          return false
+        end
         if not ctx.yes and ui.confirm(("Destroy the old master key %s (KCV %s)?"):format(prev.label, prev.kcv)) ~= true then
           error(("not destroying %s without confirmation (--yes)"):format(prev.label), 0)
         end

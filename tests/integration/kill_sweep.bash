@@ -15,8 +15,10 @@
 # index from each journaled intent to its done plus a stride elsewhere, instead of every
 # index), KS_RESUME_SWEEP=1 (also kill the resume at its own call indices), then calls ks_main.
 #
-# Environment (by hand): KILL_SWEEP_FULL=1 sweeps every index even where the test is
-# windowed (bench/kill_sweep.sh); KILL_SWEEP_RESUME=1 adds the killed-resume sweep where the
+# Environment: KILL_SWEEP_WINDOWED=1 makes every sweep windowed (ctest sets it in sanitizer
+# builds, where each run costs several times more: the full sweeps run in the plain build;
+# the summary line says which was done). By hand: KILL_SWEEP_FULL=1 sweeps every index even
+# where the test is windowed (bench/kill_sweep.sh); KILL_SWEEP_RESUME=1 adds the killed-resume sweep where the
 # test has none (a workflow that journals secret-key intents: restore, image);
 # KILL_SWEEP_STRIDE=N the stride outside the windows
 # (default: the script's KS_STRIDE, else 8); KILL_SWEEP_JOBS=N lanes (default 2); KILL_SWEEP_TMP the tmpfs for the token
@@ -50,6 +52,7 @@ KS_RESUME_SWEEP=${KS_RESUME_SWEEP:-0}
 [ "${KILL_SWEEP_RESUME:-0}" = 1 ] && KS_RESUME_SWEEP=1
 STRIDE=${KILL_SWEEP_STRIDE:-${KS_STRIDE:-8}}
 JOBS=${KILL_SWEEP_JOBS:-2}
+[ "${KILL_SWEEP_WINDOWED:-0}" = 1 ] && KS_WINDOWED=1   # set by ctest in sanitizer builds
 [ "${KILL_SWEEP_FULL:-0}" = 1 ] && KS_WINDOWED=0
 I=$work/init
 mkdir -p "$I/tokens" "$I/files"

@@ -28,6 +28,8 @@ function M.state(dir) return exchange.read_json(dir .. "/store.json") end
 local function save(dir, st) exchange.write_json(dir .. "/store.json", st) end
 
 local function kcv_of(s, key) return keys.kcv(key) or require("hsm.archive").value_kcv(s, key) end
+--- A master key's KCV as the store records it (to prove a key is the one a store names).
+M.kcv = kcv_of
 
 --- The master key with this label on the session's token; raises unless exactly one.
 function M.master_key(s, label)

@@ -81,11 +81,18 @@ h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK2; rc_is 0
 has err "already on MK2"
 h resume "$work/j"; rc_is 0
 
-# ---- the old key goes only with confirmation ----
+# ---- the old key goes only when it is the store's old key, and with confirmation ----
 h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true; rc_is 1
 has err "not destroying MK2 without confirmation"
 check "MK3 is active" [ "$(state)" = "normal MK3" ]
 check "MK2 is still on the token" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "1" ]
+# another key under the old key's label (MK2 renamed away, a new MK2 made): never destroyed
+lua "local k = s:find_all({CKA_LABEL='MK2'})[1]; k:set{CKA_LABEL='MK2-real'}
+     assert(s:generate{type='AES', bits=256, label='MK2', CKA_WRAP=true, CKA_UNWRAP=true, CKA_ENCRYPT=true})"
+h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 1
+has err "has KCV"; has err "the store's old master key: not destroyed"
+check "the other key labelled MK2 is still there" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "1" ]
+lua "s:find_all({CKA_LABEL='MK2'})[1]:destroy(); s:find_all({CKA_LABEL='MK2-real'})[1]:set{CKA_LABEL='MK2'}"
 h run ep11/master-key-migrate token="$TOK" store="$STORE" new=MK3 destroy_old=true --yes; rc_is 0
 check "MK2 is destroyed" [ "$(lua "print(#s:find_all({CKA_LABEL='MK2'}))")" = "0" ]
 # Run again (as after a kill once the old key was destroyed): nothing left to destroy, exit 0.

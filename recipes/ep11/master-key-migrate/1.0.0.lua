@@ -94,10 +94,17 @@ return {
           ctx.say("the old master key %s is already destroyed", prev.label)
           return false
         end
+        -- Only the key the store was on: the label alone proves nothing.
+        local old = blobstore.master_key(st.s, prev.label)
+        local kcv = blobstore.kcv(st.s, old)
+        if kcv ~= prev.kcv then
+          error(("the key labelled %s has KCV %s, not %s, the store's old master key: not destroyed")
+            :format(prev.label, tostring(kcv), prev.kcv), 0)
+        end
         if not ctx.yes and ui.confirm(("Destroy the old master key %s (KCV %s)?"):format(prev.label, prev.kcv)) ~= true then
           error(("not destroying %s without confirmation (--yes)"):format(prev.label), 0)
         end
-        blobstore.master_key(st.s, prev.label):destroy()
+        old:destroy()
         ctx.say("destroyed the old master key %s", prev.label)
       end,
     },

@@ -32,7 +32,8 @@ M.PROFILES = {
             {library = {manufacturer = "SoftHSM"}}},
    -- SoftHSM2 2.6 refuses CKA_VALUE_LEN in an unwrap template (CKR_ATTRIBUTE_READ_ONLY) and
    -- then does not record it: an unwrapped AES or generic secret key reads CKA_VALUE_LEN = 0;
-   -- nor does it record CKA_CHECK_VALUE for a key unwrapped with CKA_MODIFIABLE=false.
+   -- nor does it record CKA_CHECK_VALUE for an unwrapped secret key (measured by the kill
+   -- sweeps' oracle and the blue/green syncs).
    unwrap_drop = {CKA_VALUE_LEN = true},
    unrecorded = {CKA_VALUE_LEN = true, CKA_CHECK_VALUE = true},
    -- It rewrites a new token object's file once per default attribute in C_UnwrapKey and

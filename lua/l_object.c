@@ -1,5 +1,6 @@
 /* l_object.c - hsm.Object: a handle on a token or session object; attributes by name
- * (obj.label, obj.CKA_ID), obj:attrs(), obj:set{}, obj:destroy(). Key material is never read. */
+ * (obj.label, obj.CKA_ID), obj:attrs(), obj:set{}, obj:destroy(). Key material is never read;
+ * obj:get_secret reads a custodian's share into an hsm.Secret. */
 #include "lhsm.h"
 
 lhsm_object *lhsm_checkobject(lua_State *L, int idx)
@@ -45,6 +46,31 @@ static int l_object_get(lua_State *L)
     }
     lhsm_pushattr(L, &t.a[0]);
     hsm_tmpl_free(&t);
+    return 1;
+}
+
+/* obj:get_secret(name) -> hsm.Secret | nil, reason   (a byte-string attribute read straight
+ * into locked memory: a share kept on a custodian's card as a data object's CKA_VALUE) */
+static int l_object_get_secret(lua_State *L)
+{
+    lhsm_object *o = lhsm_checkobject(L, 1);
+    CK_ATTRIBUTE_TYPE type = lhsm_checkname(L, 2, HSM_NS_CKA);
+    if (hsm_attr_type(type) != HSM_AT_BYTES)
+        return luaL_argerror(L, 2, "not a byte-string attribute");
+    hsm_tmpl t;
+    hsm_err err;
+    CK_RV why;
+    hsm_tmpl_init(&t);
+    int r = hsm_get_one(S(o), o->h, type, &t, &why, &err);
+    if (r < 0)
+        return lhsm_fail(L, &err);
+    if (r == 0) {
+        lua_pushnil(L);
+        lhsm_pushname(L, HSM_NS_CKR, why);
+        return 2;
+    }
+    lhsm_pushsecret(L, t.a[0].pValue, t.a[0].ulValueLen);
+    hsm_tmpl_free(&t);   /* zeroizes the copy it read */
     return 1;
 }
 
@@ -160,7 +186,7 @@ static int l_object_eq(lua_State *L)
 void lhsm_open_object(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"get", l_object_get}, {"attrs", l_object_attrs}, {"set", l_object_set},
+        {"get", l_object_get}, {"get_secret", l_object_get_secret}, {"attrs", l_object_attrs}, {"set", l_object_set},
         {"copy", l_object_copy}, {"destroy", l_object_destroy}, {"handle", l_object_handle},
         {"session", l_object_session}, {"close", l_object_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__index", l_object_index}, {"__close", l_object_close},

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# cards: seed 000's three smart-card procedures with custodians' cards as PKCS#11 tokens
+# (hsm.cards, docs/cards.md). The lab's blue token is backed up onto cards and restored onto
+# fresh tokens, pkcs11-tool confirming the restored keys: single custodian (the archive spread
+# over two cards), multiple custodian (one share per card, passphrases), N of M (any 2 of the
+# lab's 3 cards restore, 1 does not); an archive larger than one card spans three, restored
+# in any order, the missing card named. Bad input, each one line naming the card and nothing
+# written on the HSM token: a card of another set, the same card twice, a wrong PIN (one
+# C_Login), a card that is not blank, a card pulled mid-write (kill and CKR_DEVICE_REMOVED:
+# recognised as half-written at restore), fewer than N cards, a full card, too few cards.
+# PINs and passphrases never reach the output or the journal.
+# Usage: bash cards.sh /abs/path/to/hsmsh
+set -u
+NAME=cards
+# shellcheck source=common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
+FAULT=${HSMSH_FAULT_LIB:?run through ctest}
+
+"$HSMSH" lab init > /dev/null 2>&1
+printf '1234' > pin; printf '1111' > p1; printf '2222' > p2; printf '3333' > p3; printf '4444' > p4
+BLUE="pkcs11:token=blue?pin-source=file:$work/pin"
+card() { printf 'card:pkcs11:token=%s?pin-source=file:%s' "$1" "$work/${2:-p4}"; }   # card LABEL [PINFILE]
+C1=$(card card-1 p1); C2=$(card card-2 p2); C3=$(card card-3 p3)
+newcard() { softhsm2-util --init-token --free --label "$1" --pin "${2:-4444}" --so-pin 12345678 > /dev/null; }
+n_tok=0
+fresh() {  # a new empty token to restore onto; sets $T and $TL
+  n_tok=$((n_tok + 1)); TL="dst-$n_tok"
+  softhsm2-util --init-token --free --label "$TL" --pin 1234 --so-pin 12345678 > /dev/null
+  T="pkcs11:token=$TL?pin-source=file:$work/pin"
+}
+p11() {  # p11 TOKEN PIN ARGS... (a failure prints pkcs11-tool-failed)
+  local tok=$1 p=$2; shift 2
+  pkcs11-tool --module "$MODULE" --token-label "$tok" --login --pin "$p" "$@" 2> /dev/null || echo "pkcs11-tool-failed ($tok, $RANDOM)"
+}
+objects() {  # objects TOKEN [PIN]: how many objects pkcs11-tool lists
+  local out; out=$(p11 "$1" "${2:-1234}" --list-objects)
+  case $out in *pkcs11-tool-failed*) echo pkcs11-tool-failed; return ;; esac
+  grep -cE '^(Secret Key|Private Key|Public Key|Certificate) Object|^Data object' <<< "$out"
+}
+summary() { python3 -c 'import json
+s=[json.loads(l) for l in open("out") if l.startswith("{")][-1]
+print("%s/%s/%s/%s" % (s.get("migrated"), s.get("skipped"), s.get("blocked"), s.get("failed")))'; }
+# What blue encrypts and HMACs, to be checked on each restored token by pkcs11-tool.
+printf 'attack at dawn!!' > pt
+p11 blue 1234 --encrypt --mechanism AES-CBC --iv 000102030405060708090a0b0c0d0e0f --id 0102 --input-file pt --output-file ct
+p11 blue 1234 --sign --mechanism SHA256-HMAC --id 0301 --input-file pt --output-file mac
+check "pkcs11-tool encrypted and HMAC'd on blue" [ -s ct ] && [ -s mac ]
+blue_kcvs=$(secret_kcvs blue)
+restored() {  # restored WHAT: the fresh token $TL holds blue's objects, proven by pkcs11-tool
+  check "$1: summary $(summary)" [ "$(summary)" = "22/0/3/0" ]
+  check "$1: pkcs11-tool lists 22 objects on $TL" [ "$(objects "$TL")" = 22 ]
+  local got; got=$(p11 "$TL" 1234 --decrypt --mechanism AES-CBC --iv 000102030405060708090a0b0c0d0e0f --id 0102 --input-file ct)
+  check "$1: pkcs11-tool decrypts on $TL what blue encrypted (got '$got')" [ "$got" = "attack at dawn!!" ]
+  p11 "$TL" 1234 --sign --mechanism SHA256-HMAC --id 0301 --input-file pt --output-file mac2 > /dev/null
+  check "$1: pkcs11-tool's HMAC on $TL equals blue's" cmp -s mac mac2
+  local kcvs; kcvs=$(secret_kcvs "$TL")
+  check "$1: the 7 restored secret keys have their KCVs on blue" \
+    [ "$(grep -c . <<< "$kcvs")" = 7 ] && [ "$(grep -cvxF -f <(printf '%s\n' "$blue_kcvs") <<< "$kcvs")" = 0 ]
+}
+one_error() {  # the run's error is one line (after what the run said before it), no traceback
+  local n; n=$(grep -c '^hsmsh: ' err)
+  if [ "$n" -eq 1 ]; then pass; else fail "$cmd: $n error lines, expected 1 ($(show err))"; fi
+  lacks err "stack traceback"
+}
+blue_same() { check "$cmd: blue still holds its 25 objects" [ "$(objects blue)" = 25 ]; }
+
+# ---- the lab's cards ----
+for i in 1 2 3; do
+  check "lab card-$i opens with its own PIN $i$i$i$i" [ "$(objects "card-$i" "$i$i$i$i")" = 0 ]
+done
+check "card-1 refuses card-2's PIN" [ "$(objects card-1 2222)" = pkcs11-tool-failed ]
+
+# ---- single custodian: components typed, the archive onto two cards ----
+printf '0832240A34365AEB8273A6535EF80FA99CB5FCE8D2A19EE1977CB8D664F86968\n' > c1
+printf '263FF91EE9C7A5ECC58AFFA35B4F6A5443F0DA3B5ABE60FB45260AEA8C9458F7\n' > c2
+COMPS="components=file:$work/c1,file:$work/c2"
+newcard card-a; newcard card-b
+CA=$(card card-a); CB=$(card card-b)
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CA" "$COMPS" --yes; rc_is 1
+has err "it needs 2 cards of 32768 bytes (card_capacity=), 1 given"; one_error
+check "a refused backup leaves card-a blank" [ "$(objects card-a 4444)" = 0 ]
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CA,$CB" "$COMPS" kcvs=9c1884,62a639 \
+  --journal "$work/js"; rc_is 0
+has err "card card-a: archive card 1 of 2 of set "; has err "card card-b: archive card 2 of 2 of set "
+has err "wrote 2 card(s): 25 objects (11 keys wrapped, 3 not exportable)"
+check "card-a's part is private: no object without a login" \
+  [ "$(pkcs11-tool --module "$MODULE" --token-label card-a --list-objects 2> /dev/null | grep -c '^Data object')" = 0 ]
+check "card-a holds its chunks and completion record (pkcs11-tool, logged in)" [ "$(objects card-a 4444)" -ge 2 ]
+check "the journal names the cards without their PINs" grep -q 'card:pkcs11:token=card-a' "$work/js"
+fresh
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CB" "$COMPS" --yes; rc_is 1
+has err "spans 2 cards: card 1 of 2 missing"; one_error
+check "one card of two writes nothing" [ "$(objects "$TL")" = 0 ]
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CB,$CA" "$COMPS" --yes --json; rc_is 0
+restored "single custodian, cards given in reverse order"
+
+# ---- an archive larger than one card spans three; any order; the missing one named ----
+newcard card-c; newcard card-d; newcard card-e
+CC=$(card card-c); CD=$(card card-d); CE=$(card card-e)
+h run protectserver/backup-file side=backup token="$BLUE" file="$CC,$CD" "$COMPS" card_capacity=12000 --yes; rc_is 1
+has err "it needs 3 cards of 12000 bytes (card_capacity=), 2 given"; one_error; blue_same
+h run protectserver/backup-file side=backup token="$BLUE" file="$CC,$CD,$CE" "$COMPS" card_capacity=12000 --yes --json; rc_is 0
+check "three card events, each card 1..3 of 3 holding at most 12000 bytes" python3 -c '
+import json
+c=[json.loads(l) for l in open("out") if "\"card\"" in l]
+c=[e for e in c if e["event"]=="card"]
+assert [(e["card"], e["index"], e["of"]) for e in c]==[("card-c",1,3),("card-d",2,3),("card-e",3,3)], c
+assert all(0 < e["bytes"] <= 12000 and e["objects"] >= 2 for e in c), c'
+fresh
+h run protectserver/backup-file side=restore token="$T" file="$CE,$CC" "$COMPS" --yes; rc_is 1
+has err "spans 3 cards: card 2 of 3 missing"; one_error
+h run protectserver/backup-file side=restore token="$T" file="$CE,$CC,$CA" "$COMPS" --yes; rc_is 1
+has err "card card-a holds card 1 of 2 of archive set"; one_error
+h run protectserver/backup-file side=restore token="$T" file="$CE,$CC,$CE" "$COMPS" --yes; rc_is 1
+has err "card card-e is given twice (items 1 and 3)"; one_error
+check "the refused restores wrote nothing" [ "$(objects "$TL")" = 0 ]
+h run protectserver/backup-file side=restore token="$T" file="$CD,$CE,$CC" "$COMPS" --yes --json; rc_is 0
+restored "an archive over three cards, in the order 2, 3, 1"
+
+# ---- multiple custodian: one share per card, passphrase-protected; the archive on a card too ----
+newcard card-f; newcard card-g 7gH4xQz9; newcard card-h; newcard card-i
+CF=$(card card-f); CG="card:pkcs11:token=card-g?pin-value=7gH4xQz9"; CH=$(card card-h); CI=$(card card-i)
+printf 'alpha-pass' > ph1; printf 'bravo-pass' > ph2
+h run protectserver/backup-multi-custodian side=backup token="$BLUE" file="$CH,$CI" shares="$CF,$CG" \
+  passphrases="file:$work/ph1,file:$work/ph2" --json --journal "$work/jm"; rc_is 0
+check "share cards: share 1 and 2 of 2, one data object and a completion record each" python3 -c '
+import json
+c=[json.loads(l) for l in open("out")]
+c=[(e["card"], e["kind"], e["index"], e["of"], e["objects"]) for e in c if e["event"]=="card"]
+assert c[:2]==[("card-f","share",1,2,2),("card-g","share",2,2,2)], c
+assert [x[1] for x in c[2:]]==["archive","archive"], c'
+for f in out err "$work/jm"; do
+  cmd="multi-custodian backup ($f)"; lacks "$f" 7gH4xQz9; lacks "$f" alpha-pass; lacks "$f" bravo-pass
+done
+fresh
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CF" passphrases="file:$work/ph1"; rc_is 1
+has err "1 share given, the set needs 2 (given: card card-f, share 1 of 2)"; one_error
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CF,$CG" \
+  passphrases="file:$work/ph1,file:$work/ph1"; rc_is 1
+has err "card card-g: share 2: wrong passphrase"; one_error
+check "refused: nothing written" [ "$(objects "$TL")" = 0 ]
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CG,$CF" \
+  passphrases="file:$work/ph2,file:$work/ph1" --json --journal "$work/jr"; rc_is 0
+restored "multiple custodian, shares from two cards"
+for f in out err "$work/jr"; do cmd="multi-custodian restore ($f)"; lacks "$f" 7gH4xQz9; lacks "$f" alpha-pass; done
+
+# ---- N of M: the lab's three cards, any 2 restore, 1 does not ----
+h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n.arc" shares="$C1,$C2,$C3" n=2; rc_is 0
+has err "card card-3: share 3 of 3 of set "
+for pair in "$C1,$C2" "$C3,$C1" "$C2,$C3"; do
+  fresh
+  h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$pair" --json; rc_is 0
+  restored "N of M with cards ${pair//$work\//}"
+done
+fresh
+h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$C2"; rc_is 1
+has err "1 share given, the set needs 2 (given: card card-2, share 2 of 3)"; one_error
+h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$C1,$C1"; rc_is 1
+has err "card card-1 is given twice (items 1 and 2)"; one_error
+h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$C1,$CF" \
+  passphrases="file:$work/ph1,file:$work/ph1"; rc_is 1
+has err "card card-f is share 1 of another share set, not this archive's"; one_error
+printf '9999' > bad
+h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" \
+  shares="$C1,card:pkcs11:token=card-2?module-path=$FAULT&pin-source=file:$work/bad"
+rc_is 1; has err "card card-2: cannot log in to token card-2: C_Login: CKR_PIN_INCORRECT"; one_error
+HSMSH_FAULT_LOG=$work/login.log h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" \
+  shares="$C1,card:pkcs11:token=card-2?module-path=$FAULT&pin-source=file:$work/bad"
+check "a wrong PIN is tried once: one C_Login on card-2 ($(grep -c C_Login "$work/login.log"))" \
+  [ "$(grep -c ' C_Login ' "$work/login.log")" = 1 ]
+h run protectserver/backup-n-of-m side=restore token="$T" file="$work/n.arc" shares="$C1,$CA"; rc_is 1
+has err "card card-a holds no hsmsh share"; one_error
+check "the refused N of M restores wrote nothing" [ "$(objects "$TL")" = 0 ]
+
+# ---- blank means blank ----
+h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n2.arc" shares="$C1,$C2,$C3" n=2 --yes; rc_is 1
+has err "card card-1 holds share card 1 of 3 of set "; has err "erase the card deliberately first"; one_error
+check "a refused backup writes no archive" [ ! -e "$work/n2.arc" ]
+newcard card-j
+p11 card-j 4444 --write-object pt --type data --label foreign-data > /dev/null
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$(card card-j),$CE" "$COMPS" --yes; rc_is 1
+has err "card card-j is not blank: it holds 1 object(s) not written by hsmsh (data 'foreign-data')"; one_error
+blue_same
+check "card-j keeps its object" [ "$(objects card-j 4444)" = 1 ]
+
+# ---- a card pulled mid-write ----
+# Killed at card-l's 2nd C_CreateObject (its first chunk made): card-l is half-written.
+newcard card-k; newcard card-l; newcard card-m
+CK=$(card card-k); CL=$(card card-l); CM=$(card card-m)
+CLF="card:pkcs11:token=card-l?module-path=$FAULT&pin-source=file:$work/p4"
+HSMSH_FAULT="kill:C_CreateObject:2" bash -c '"$0" "$@" > /dev/null 2>&1' "$HSMSH" run protectserver/backup-single-custodian \
+  side=backup token="$BLUE" file="$CK,$CLF" "$COMPS" --yes
+rc=$?; cmd="backup killed at card-l's 2nd C_CreateObject"; rc_is 137; blue_same
+fresh
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CK,$CL" "$COMPS" --yes; rc_is 1
+has err "card card-l is half-written: archive card 2 of 2 of set "; has err "no completion record"; one_error
+check "a half-written card writes nothing" [ "$(objects "$TL")" = 0 ]
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CM,$CL" "$COMPS"; rc_is 1
+has err "card card-l holds a half-written archive card 2 of 2 of set "; has err "only with --yes"; one_error
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CM,$CL" "$COMPS" --yes; rc_is 0
+has err "card card-l: archive card 2 of 2 of set "
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CL,$CM" "$COMPS" --yes --json; rc_is 0
+restored "single custodian onto the half-written card, replaced with --yes"
+# The card gone for good (its 3rd C_CreateObject and every C_DestroyObject fail): the error
+# names it as half-written, a restore recognises it; the card written before goes back to blank.
+newcard card-n; newcard card-o; newcard card-p; newcard card-q
+CN=$(card card-n); CO=$(card card-o); COF="card:pkcs11:token=card-o?module-path=$FAULT&pin-source=file:$work/p4"
+HSMSH_FAULT="C_CreateObject:3:CKR_DEVICE_REMOVED;C_DestroyObject:*:CKR_DEVICE_REMOVED" \
+  h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CN,$COF" "$COMPS" --yes
+rc_is 1; has err "card card-o: C_CreateObject: CKR_DEVICE_REMOVED; the card is half-written"
+has err "card card-n: what this run wrote on it was removed"; one_error; blue_same
+check "card-n is blank again" [ "$(objects card-n 4444)" = 0 ]
+fresh
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CN,$CO" "$COMPS" --yes; rc_is 1
+has err "card card-n holds no hsmsh archive"; one_error
+h run protectserver/backup-single-custodian side=restore token="$T" file="$CO" "$COMPS" --yes; rc_is 1
+has err "card card-o is half-written: archive card 2 of 2"; one_error
+# A full card: its 4th C_CreateObject says CKR_DEVICE_MEMORY; nothing stays on either card.
+CQF="card:pkcs11:token=card-q?module-path=$FAULT&pin-source=file:$work/p4"
+HSMSH_FAULT="C_CreateObject:4:CKR_DEVICE_MEMORY" \
+  h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$(card card-p),$CQF" "$COMPS" --yes
+rc_is 1; has err "card card-q: C_CreateObject: CKR_DEVICE_MEMORY; the card is full"; has err "nothing was kept on it"
+one_error; blue_same
+check "after the full card: card-q blank" [ "$(objects card-q 4444)" = 0 ]
+check "after the full card: card-p blank" [ "$(objects card-p 4444)" = 0 ]
+check "no restore token was written by a refused restore" [ "$(objects "$TL")" = 0 ]
+
+finish

@@ -27,35 +27,12 @@ void lhsm_pushobject(lua_State *L, int sidx, CK_OBJECT_HANDLE h)
 
 static hsm_session *S(lhsm_object *o) { return &o->session->s; }
 
-/* obj:get(name) -> value | nil, reason   (reason: "CKR_ATTRIBUTE_SENSITIVE", ...) */
-static int l_object_get(lua_State *L)
+/* One attribute, pushed as its value or (as_secret) as an hsm.Secret of its bytes. */
+static int get_attr(lua_State *L, int as_secret)
 {
     lhsm_object *o = lhsm_checkobject(L, 1);
     CK_ATTRIBUTE_TYPE type = lhsm_checkname(L, 2, HSM_NS_CKA);
-    hsm_tmpl t;
-    hsm_err err;
-    CK_RV why;
-    hsm_tmpl_init(&t);
-    int r = hsm_get_one(S(o), o->h, type, &t, &why, &err);
-    if (r < 0)
-        return lhsm_fail(L, &err);
-    if (r == 0) {
-        lua_pushnil(L);
-        lhsm_pushname(L, HSM_NS_CKR, why);
-        return 2;
-    }
-    lhsm_pushattr(L, &t.a[0]);
-    hsm_tmpl_free(&t);
-    return 1;
-}
-
-/* obj:get_secret(name) -> hsm.Secret | nil, reason   (a byte-string attribute read straight
- * into locked memory: a share kept on a custodian's card as a data object's CKA_VALUE) */
-static int l_object_get_secret(lua_State *L)
-{
-    lhsm_object *o = lhsm_checkobject(L, 1);
-    CK_ATTRIBUTE_TYPE type = lhsm_checkname(L, 2, HSM_NS_CKA);
-    if (hsm_attr_type(type) != HSM_AT_BYTES)
+    if (as_secret && hsm_attr_type(type) != HSM_AT_BYTES)
         return luaL_argerror(L, 2, "not a byte-string attribute");
     hsm_tmpl t;
     hsm_err err;
@@ -69,10 +46,20 @@ static int l_object_get_secret(lua_State *L)
         lhsm_pushname(L, HSM_NS_CKR, why);
         return 2;
     }
-    lhsm_pushsecret(L, t.a[0].pValue, t.a[0].ulValueLen);
+    if (as_secret)
+        lhsm_pushsecret(L, t.a[0].pValue, t.a[0].ulValueLen);
+    else
+        lhsm_pushattr(L, &t.a[0]);
     hsm_tmpl_free(&t);   /* zeroizes the copy it read */
     return 1;
 }
+
+/* obj:get(name) -> value | nil, reason   (reason: "CKR_ATTRIBUTE_SENSITIVE", ...) */
+static int l_object_get(lua_State *L) { return get_attr(L, 0); }
+
+/* obj:get_secret(name) -> hsm.Secret | nil, reason   (a byte-string attribute read straight
+ * into locked memory: a share kept on a custodian's card as a data object's CKA_VALUE) */
+static int l_object_get_secret(lua_State *L) { return get_attr(L, 1); }
 
 /* obj.label / obj.CKA_LABEL: methods first, then attributes (nil when absent) */
 static int l_object_index(lua_State *L)

@@ -24,17 +24,7 @@ function M.is_card(item) return item:sub(1, 5) == "card:" end
 
 --- The items of a list that may hold cards: a card item runs to the next ",card:" (a URI's
 --- query may hold commas), other items end at the next comma (put files before cards).
-function M.split(text)
-  local out, pos = {}, 1
-  text = text or ""
-  while pos <= #text do
-    local stop = text:find(M.is_card(text:sub(pos)) and ",card:" or ",", pos, true)
-    local item = text:sub(pos, (stop or #text + 1) - 1):match("^%s*(.-)%s*$")
-    if item ~= "" then out[#out + 1] = item end
-    pos = (stop or #text) + 1
-  end
-  return out
-end
+function M.split(text) return require("hsm").split_list(text or "", "card:") end
 
 --- Whether a parameter's value lists cards (every item must then be a card).
 function M.listed(text)

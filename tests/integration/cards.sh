@@ -2,13 +2,14 @@
 # cards: seed 000's three smart-card procedures with custodians' cards as PKCS#11 tokens
 # (hsm.cards, docs/cards.md). The lab's blue token is backed up onto cards and restored onto
 # fresh tokens, pkcs11-tool confirming the restored keys: single custodian (the archive spread
-# over two cards), multiple custodian (one share per card, passphrases), N of M (any 2 of the
-# lab's 3 cards restore, 1 does not); an archive larger than one card spans three, restored
-# in any order, the missing card named. Bad input, each one line naming the card and nothing
-# written on the HSM token: a card of another set, the same card twice, a wrong PIN (one
-# C_Login), a card that is not blank, a card pulled mid-write (kill and CKR_DEVICE_REMOVED:
-# recognised as half-written at restore), fewer than N cards, a full card, too few cards.
-# PINs and passphrases never reach the output or the journal.
+# over two cards), multiple custodian (a share and half the archive on each of two cards,
+# passphrases), N of M (any 2 of the lab's 3 cards restore, 1 does not). An archive larger than
+# one card spans three, restored in any order, the missing card named; an altered card is
+# refused (by its completion record, then by the archive's MAC). Bad input, each one error line
+# naming the card and nothing written on the HSM token: a card of another set, the same card
+# twice, a wrong PIN (one C_Login), a card that is not blank, a card pulled mid-write (kill and
+# CKR_DEVICE_REMOVED: recognised as half-written at restore), fewer than N cards, a full card,
+# too few cards. PINs and passphrases never reach the output or the journal.
 # Usage: bash cards.sh /abs/path/to/hsmsh
 set -u
 NAME=cards
@@ -76,6 +77,8 @@ printf '263FF91EE9C7A5ECC58AFFA35B4F6A5443F0DA3B5ABE60FB45260AEA8C9458F7\n' > c2
 COMPS="components=file:$work/c1,file:$work/c2"
 newcard card-a; newcard card-b
 CA=$(card card-a); CB=$(card card-b)
+h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CA,$CA" "$COMPS" --yes; rc_is 1
+has err "card card-a is given twice (items 1 and 2)"; one_error
 h run protectserver/backup-single-custodian side=backup token="$BLUE" file="$CA" "$COMPS" --yes; rc_is 1
 has err "it needs 2 cards of 32768 bytes (card_capacity=), 1 given"; one_error
 check "a refused backup leaves card-a blank" [ "$(objects card-a 4444)" = 0 ]
@@ -116,30 +119,65 @@ has err "card card-e is given twice (items 1 and 3)"; one_error
 check "the refused restores wrote nothing" [ "$(objects "$TL")" = 0 ]
 h run protectserver/backup-file side=restore token="$T" file="$CD,$CE,$CC" "$COMPS" --yes --json; rc_is 0
 restored "an archive over three cards, in the order 2, 3, 1"
+# Cards are checked as files are: one bit of card-c's 2nd chunk flipped is refused by the
+# card's completion record; with the record rewritten to match, by the archive's MAC.
+alter() {  # alter LABEL chunk|record
+  U="pkcs11:token=$1?pin-source=file:$work/p4" MODE=$2 "$HSMSH" -e '
+    local s, json, keys, core = require("hsm").token(os.getenv("U")), require("hsm.json"), require("hsm.keys"), require("hsm.core")
+    local chunks, rec = {}, nil
+    for _, o in ipairs(assert(s:find_all({CKA_CLASS = "CKO_DATA"}))) do
+      local l = o:get("CKA_LABEL")
+      local j = l:match("chunk (%d+) of")
+      if j then chunks[tonumber(j)] = o elseif l:match("complete$") then rec = o end
+    end
+    local function replace(o, v)
+      local l = o:get("CKA_LABEL"); assert(o:destroy())
+      return assert(s:create({CKA_CLASS = "CKO_DATA", CKA_TOKEN = true, CKA_PRIVATE = true,
+                              CKA_APPLICATION = "hsmsh", CKA_LABEL = l, CKA_VALUE = v}))
+    end
+    if os.getenv("MODE") == "chunk" then
+      local v = chunks[2]:get("CKA_VALUE")
+      replace(chunks[2], v:sub(1, 99) .. string.char(v:byte(100) ~ 1) .. v:sub(101))
+    else
+      local all = {}
+      for j = 1, #chunks do all[j] = chunks[j]:get("CKA_VALUE") end
+      local r = json.decode(rec:get("CKA_VALUE"))
+      r.sha256 = keys.hex(core.sha256(table.concat(all)))
+      replace(rec, json.encode(r))
+    end'
+}
+alter card-c chunk
+fresh
+h run protectserver/backup-file side=restore token="$T" file="$CC,$CD,$CE" "$COMPS" --yes; rc_is 1
+has err "card card-c: archive card 1 of 3 of set "; has err "is altered"; one_error
+alter card-c record
+h run protectserver/backup-file side=restore token="$T" file="$CC,$CD,$CE" "$COMPS" --yes; rc_is 1
+has err "archive on cards card-c, card-d, card-e fails its MAC check"; one_error
+check "the altered cards wrote nothing" [ "$(objects "$TL")" = 0 ]
 
-# ---- multiple custodian: one share per card, passphrase-protected; the archive on a card too ----
-newcard card-f; newcard card-g 7gH4xQz9; newcard card-h; newcard card-i
-CF=$(card card-f); CG="card:pkcs11:token=card-g?pin-value=7gH4xQz9"; CH=$(card card-h); CI=$(card card-i)
+# ---- multiple custodian: one share per card, passphrase-protected, the archive over the same cards ----
+newcard card-f; newcard card-g 7gH4xQz9
+CF=$(card card-f); CG="card:pkcs11:token=card-g?pin-value=7gH4xQz9"
 printf 'alpha-pass' > ph1; printf 'bravo-pass' > ph2
-h run protectserver/backup-multi-custodian side=backup token="$BLUE" file="$CH,$CI" shares="$CF,$CG" \
+h run protectserver/backup-multi-custodian side=backup token="$BLUE" file="$CF,$CG" shares="$CF,$CG" \
   passphrases="file:$work/ph1,file:$work/ph2" --json --journal "$work/jm"; rc_is 0
 check "share cards: share 1 and 2 of 2, one data object and a completion record each" python3 -c '
 import json
 c=[json.loads(l) for l in open("out")]
 c=[(e["card"], e["kind"], e["index"], e["of"], e["objects"]) for e in c if e["event"]=="card"]
 assert c[:2]==[("card-f","share",1,2,2),("card-g","share",2,2,2)], c
-assert [x[1] for x in c[2:]]==["archive","archive"], c'
+assert [x[:4] for x in c[2:]]==[("card-f","archive",1,2),("card-g","archive",2,2)], c'
 for f in out err "$work/jm"; do
   cmd="multi-custodian backup ($f)"; lacks "$f" 7gH4xQz9; lacks "$f" alpha-pass; lacks "$f" bravo-pass
 done
 fresh
-h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CF" passphrases="file:$work/ph1"; rc_is 1
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CG,$CF" shares="$CF" passphrases="file:$work/ph1"; rc_is 1
 has err "1 share given, the set needs 2 (given: card card-f, share 1 of 2)"; one_error
-h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CF,$CG" \
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CG,$CF" shares="$CF,$CG" \
   passphrases="file:$work/ph1,file:$work/ph1"; rc_is 1
 has err "card card-g: share 2: wrong passphrase"; one_error
 check "refused: nothing written" [ "$(objects "$TL")" = 0 ]
-h run protectserver/backup-multi-custodian side=restore token="$T" file="$CI,$CH" shares="$CG,$CF" \
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CG,$CF" shares="$CG,$CF" \
   passphrases="file:$work/ph2,file:$work/ph1" --json --journal "$work/jr"; rc_is 0
 restored "multiple custodian, shares from two cards"
 for f in out err "$work/jr"; do cmd="multi-custodian restore ($f)"; lacks "$f" 7gH4xQz9; lacks "$f" alpha-pass; done

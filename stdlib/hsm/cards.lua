@@ -4,8 +4,8 @@
 --- written last, so that a card pulled mid-write is recognised as half-written. Readers hand
 --- the bytes to the share and archive parsers, which check them as they check files.
 ---
----   local c = cards.open(ctx, "card:pkcs11:token=card-1?pin-source=file:/p", {write = true})
----   cards.check_blank(c, set, ctx.yes)             -- before anything is made
+---   local c = cards.open(ctx, "card:pkcs11:token=card-1?pin-source=file:/p")
+---   cards.check_blank(c, nil, ctx.yes)             -- before anything is made
 ---   cards.write(c, {kind=, set=, card=, cards=, data=, capacity=})
 ---   local part = cards.read(c, "archive")         -- {set=, card=, cards=, data=}
 local core = require("hsm.core")
@@ -84,7 +84,7 @@ local function describe(a)
   return ("%s '%s'"):format(tostring(a.CKA_CLASS):gsub("^CKO_", ""):lower(), tostring(a.CKA_LABEL or ""))
 end
 
---- What a card holds: {parts = {[set] = {kind=, set=, card=, cards=, chunks={[j]=obj},
+--- What a card holds: {parts = {["KIND SET"] = {kind=, set=, card=, cards=, chunks={[j]=obj},
 --- nchunks=, done=obj|nil}}, foreign = {descriptions}, objects = {every object}}.
 function M.inventory(c)
   local list, err = c.s:find_all({})
@@ -95,8 +95,9 @@ function M.inventory(c)
     if claim.is_lease(a) then goto next end   -- another run's claim on the token, not content
     local kind, set, i, n, rest = tostring(a.CKA_LABEL):match("^hsmsh (%a+) (%x+) card (%d+) of (%d+) (.*)$")
     if a.CKA_CLASS == "CKO_DATA" and a.CKA_APPLICATION == APP and kind then
-      local p = inv.parts[set] or {kind = kind, set = set, card = tonumber(i), cards = tonumber(n), chunks = {}}
-      inv.parts[set] = p
+      local key = kind .. " " .. set
+      local p = inv.parts[key] or {kind = kind, set = set, card = tonumber(i), cards = tonumber(n), chunks = {}}
+      inv.parts[key] = p
       local j, k = rest:match("^chunk (%d+) of (%d+)$")
       if j then p.chunks[tonumber(j)], p.nchunks = o, tonumber(k)
       elseif rest == "complete" then p.done = o
@@ -112,16 +113,17 @@ end
 local function what(p) return ("%s card %d of %d of set %s"):format(p.kind, p.card, p.cards, p.set) end
 
 --- Refuses a card that is not blank. Allowed, with yes (--yes): an earlier part of the same
---- set, or a half-written part; both are removed by write. Never: anything not written by
---- hsmsh, or a complete part of another set (a share or archive handed out).
+--- set (nil: none is known yet), or a half-written part; write removes them. Never: anything
+--- not written by hsmsh, or a complete part of another set (a share or archive handed out).
 function M.check_blank(c, set, yes)
   local inv = M.inventory(c)
   if #inv.foreign > 0 then
     error(("card %s is not blank: it holds %d object(s) not written by hsmsh (%s); hsmsh writes only onto blank cards")
       :format(c.name, #inv.foreign, table.concat(inv.foreign, ", ", 1, math.min(#inv.foreign, 5))), 0)
   end
-  for s, p in pairs(inv.parts) do
-    if p.done and s ~= set then
+  c.replace = {}
+  for key, p in pairs(inv.parts) do
+    if p.done and p.set ~= set then
       error(("card %s holds %s: replacing it would invalidate what its custodian was handed; " ..
         "erase the card deliberately first"):format(c.name, what(p)), 0)
     end
@@ -129,8 +131,8 @@ function M.check_blank(c, set, yes)
       error(("card %s holds %s%s; it is replaced only with --yes"):format(c.name,
         p.done and "an earlier copy of " or "a half-written ", what(p)), 0)
     end
+    c.replace[key] = true
   end
-  c.replace = inv
 end
 
 -- Destroys objects (those already destroyed are skipped); stops at the first failure.
@@ -161,11 +163,13 @@ function M.write(c, p)
   if #p.data > cap then
     error(("card %s: %d bytes do not fit its capacity of %d (card_capacity=)"):format(c.name, #p.data, cap), 0)
   end
-  if c.replace then
+  if c.replace then   -- what check_blank allowed to replace, as the card holds it now
     local old = {}
-    for _, part in pairs(c.replace.parts) do
-      for _, o in pairs(part.chunks) do old[#old + 1] = o end
-      if part.done then old[#old + 1] = part.done end
+    for key, part in pairs(M.inventory(c).parts) do
+      if c.replace[key] then
+        for _, o in pairs(part.chunks) do old[#old + 1] = o end
+        if part.done then old[#old + 1] = part.done end
+      end
     end
     local ok, err = destroy_all(old)
     if not ok then error(("card %s: cannot remove its earlier part: %s"):format(c.name, err), 0) end

@@ -262,5 +262,10 @@ one_error; blue_same
 check "after the full card: card-q blank" [ "$(objects card-q 4444)" = 0 ]
 check "after the full card: card-p blank" [ "$(objects card-p 4444)" = 0 ]
 check "no restore token was written by a refused restore" [ "$(objects "$TL")" = 0 ]
+# The half-written card-o replaced (--yes) by a share and half an archive of a new backup.
+h run protectserver/backup-multi-custodian side=backup token="$BLUE" file="$CN,$CO" shares="$CN,$CO" --yes; rc_is 0
+has err "card card-o: share 2 of 2 of set "; has err "card card-o: archive card 2 of 2 of set "
+h run protectserver/backup-multi-custodian side=restore token="$T" file="$CO,$CN" shares="$CO,$CN" --yes --json; rc_is 0
+restored "multiple custodian onto the half-written card, replaced with --yes"
 
 finish

@@ -60,17 +60,23 @@ function M.open(ctx, item)
   return {s = s, name = info.label, id = info.manufacturer .. "\0" .. info.serial .. "\0" .. info.label}
 end
 
+--- Appends an opened card to a list of them, refusing the same card twice.
+function M.add(list, c)
+  for j, other in ipairs(list) do
+    if other.id == c.id then
+      error(("card %s is given twice (items %d and %d)"):format(c.name, j, #list + 1), 0)
+    end
+  end
+  list[#list + 1] = c
+  return c
+end
+
 --- Opens every card of a list, refusing the same card twice.
 function M.open_all(ctx, items)
-  local out, seen = {}, {}
+  local out = {}
   for i, it in ipairs(items) do
     if not M.is_card(it) then error(("item %d is not a card: give every one as card:URI"):format(i), 0) end
-    local c = M.open(ctx, it)
-    if seen[c.id] then
-      error(("card %s is given twice (items %d and %d)"):format(c.name, seen[c.id], i), 0)
-    end
-    seen[c.id] = i
-    out[#out + 1] = c
+    M.add(out, M.open(ctx, it))
   end
   return out
 end
@@ -258,11 +264,13 @@ end
 function M.archive_set(data) return keys.hex(core.sha256(data)):sub(1, 32) end
 
 --- Spreads an archive's bytes over opened, blank-checked cards (as many as it needs, at most
---- capacity bytes each). say(fmt, ...) reports each card. Returns a list of {name=, card=,
---- cards=, objects=, bytes=}.
-function M.put_archive(list, data, set, capacity)
+--- capacity bytes each). more(i, need), if given, is asked for card i when the list is short
+--- (the operator at a terminal): it appends a card to list, or returns nil. Returns a list of
+--- {name=, card=, cards=, objects=, bytes=}.
+function M.put_archive(list, data, set, capacity, more)
   capacity = capacity or M.DEFAULT_CAPACITY
   local need = math.max(1, (#data + capacity - 1) // capacity)
+  while more and #list < need and more(#list + 1, need) do end
   if need > #list then
     error(("the archive is %d bytes: it needs %d cards of %d bytes (card_capacity=), %d given")
       :format(#data, need, capacity, #list), 0)

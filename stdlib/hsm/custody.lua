@@ -252,12 +252,27 @@ local function blank_cards(ctx, text)
   return list
 end
 
+-- At a terminal, a short list of cards is made up by asking for the next one: its URI (its
+-- PIN is then asked unless the URI names a pin-source), opened and checked blank.
+local function next_card(ctx, st)
+  if ctx.json or not core.isatty(0) then return nil end
+  return function(i, need)
+    io.stderr:write(("The archive needs %d cards. Insert a blank card for custodian %d and type its URI " ..
+      "(pkcs11:token=...; Enter alone stops): "):format(need, i))
+    local line = io.stdin:read("l")
+    if not line or line:match("^%s*$") then return nil end
+    local c = cards.add(st.arc_cards, cards.open(ctx, "card:" .. line:match("^%s*(.-)%s*$")))
+    cards.check_blank(c, nil, ctx.yes)
+    return c
+  end
+end
+
 local function archive_to_cards(ctx, st, path)
   local f = assert(io.open(path, "rb"))
   local data = f:read("a")
   f:close()
   local set = cards.archive_set(data)
-  local held = cards.put_archive(st.arc_cards, data, set, ctx.params.card_capacity)
+  local held = cards.put_archive(st.arc_cards, data, set, ctx.params.card_capacity, next_card(ctx, st))
   for _, h in ipairs(held) do
     ctx.say("card %s: archive card %d of %d of set %s: %d objects, %d bytes", h.name, h.card, h.cards, set, h.objects, h.bytes)
     ctx.emit({event = "card", card = h.name, kind = "archive", index = h.card, of = h.cards, set = set,

@@ -97,6 +97,29 @@ check "one card of two writes nothing" [ "$(objects "$TL")" = 0 ]
 h run protectserver/backup-single-custodian side=restore token="$T" file="$CB,$CA" "$COMPS" --yes --json; rc_is 0
 restored "single custodian, cards given in reverse order"
 
+# ---- at a terminal, a short list of cards is made up by asking for the next card ----
+command -v tmux > /dev/null || fail "tmux is not installed: the terminal's next-card prompt is not tested"
+newcard card-v; newcard card-w 9q8w7e
+tmx() { tmux -L "cards-$$" "$@"; }
+pane() { tmx capture-pane -p -J -S - -t tty; }
+until_shown() {  # until_shown ERE: waits (10 s at most) for the pane to show it
+  local i; for ((i = 0; i < 200; i++)); do pane | grep -qE -- "$1" && return 0; sleep 0.05; done; return 1
+}
+tmx new-session -d -s tty -x 220 -y 50 -c "$work" "'$HSMSH' run protectserver/backup-single-custodian side=backup \
+  token='$BLUE' file='$(card card-v)' '$COMPS' --yes; echo tty-exit=\$?; sleep 60"
+check "at a terminal the run asks for the next card" until_shown "Insert a blank card for custodian 2 and type its URI"
+tmx send-keys -t tty -l "pkcs11:token=card-w"; tmx send-keys -t tty Enter
+check "and then for that card's PIN" until_shown "PIN for token card-w"
+tmx send-keys -t tty -l "9q8w7e"; tmx send-keys -t tty Enter
+check "the backup ends well ($(pane | grep -E 'tty-exit|hsmsh:' | tr '\n' '|'))" until_shown "^tty-exit=0"
+check "card-w, asked for, holds card 2 of 2" until_shown "card card-w: archive card 2 of 2 of set "
+check "the PIN typed is not shown" bash -c "! tmux -L cards-$$ capture-pane -p -J -S - -t tty | grep -q 9q8w7e"
+tmx kill-server 2> /dev/null
+fresh
+h run protectserver/backup-single-custodian side=restore token="$T" "$COMPS" --yes --json \
+  file="card:pkcs11:token=card-w?pin-value=9q8w7e,$(card card-v)"
+rc_is 0; restored "single custodian, the second card asked for at the terminal"
+
 # ---- an archive larger than one card spans three; any order; the missing one named ----
 newcard card-c; newcard card-d; newcard card-e
 CC=$(card card-c); CD=$(card card-d); CE=$(card card-e)

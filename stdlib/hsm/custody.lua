@@ -352,11 +352,12 @@ function M.recipe(spec)
             -- surprise (an old share set would no longer open a new file of the same name).
             st.arc_cards = blank_cards(ctx, p.file)
             if not st.arc_cards then output.check_new(p.file, output.may_replace(ctx), "archive") end
-            st.share_cards = p.shares and blank_cards(ctx, p.shares)
+            local listed, items = cards.listed(p.shares)
+            if listed and p.m and p.m ~= #items then
+              error(("m=%d custodians, but %d cards are listed in shares="):format(p.m, #items), 0)
+            end
+            st.share_cards = listed and blank_cards(ctx, p.shares)
             if st.share_cards then
-              if p.m and p.m ~= #st.share_cards then
-                error(("m=%d custodians, but %d cards are listed in shares="):format(p.m, #st.share_cards), 0)
-              end
               p.m = #st.share_cards
             elseif spec.scheme == "xor" or spec.scheme == "shamir" then
               for i = 1, tonumber(p.m) or 0 do

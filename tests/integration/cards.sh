@@ -206,6 +206,8 @@ restored "multiple custodian, shares from two cards"
 for f in out err "$work/jr"; do cmd="multi-custodian restore ($f)"; lacks "$f" 7gH4xQz9; lacks "$f" alpha-pass; done
 
 # ---- N of M: the lab's three cards, any 2 restore, 1 does not ----
+h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n.arc" shares="$C1,$C2,$C3" n=2 m=4; rc_is 1
+has err "m=4 custodians, but 3 cards are listed in shares="; one_error
 h run protectserver/backup-n-of-m side=backup token="$BLUE" file="$work/n.arc" shares="$C1,$C2,$C3" n=2; rc_is 0
 has err "card card-3: share 3 of 3 of set "
 for pair in "$C1,$C2" "$C3,$C1" "$C2,$C3"; do

@@ -219,9 +219,10 @@ end
 -- ------------------------------------------------------------------ the recipes
 
 -- Archives on cards: written to and read from a temporary file (it holds what an archive file
--- holds: wrapped keys and attributes), removed when the run ends; messages name the cards.
-local function scratch(ctx)
-  local tmp = os.tmpname()
+-- holds: wrapped keys and attributes) in $TMPDIR (or /tmp), named with the token's randomness,
+-- removed when the run ends; messages name the cards.
+local function scratch(ctx, s)
+  local tmp = ("%s/hsmsh-cards-%s.arc"):format(os.getenv("TMPDIR") or "/tmp", keys.hex(assert(s:random(8))))
   ctx.defer(function() os.remove(tmp); os.remove(tmp .. ".tmp") end)
   return tmp
 end
@@ -287,10 +288,8 @@ local function archive_from_cards(ctx, st, text)
   if not listed then return text end
   st.arc_cards = cards.open_all(ctx, items)
   local data, first = cards.get_archive(st.arc_cards)
-  local tmp = scratch(ctx)
-  local f = assert(io.open(tmp, "wb"))
-  assert(f:write(data))
-  assert(f:close())
+  local tmp = scratch(ctx, st.s)
+  output.write(tmp, data, {what = "archive from cards"})
   ctx.say("archive set %s read from %d card(s): %s", first.set, first.cards, names(st.arc_cards))
   return tmp
 end
@@ -299,9 +298,9 @@ end
 local function backup(ctx, st, scheme)
   local p = ctx.params
   local key, custody = M.new_key(ctx, st.s, scheme)
-  local path = st.arc_cards and scratch(ctx) or p.file
+  local path = st.arc_cards and scratch(ctx, st.s) or p.file
   local sum = archive.backup(st.s, key, path, {items = st.items, all_items = st.all_items, custody = custody,
-    replace = st.arc_cards ~= nil or output.may_replace(ctx),
+    replace = output.may_replace(ctx),
     on_item = function(e)
       ctx.emit({event = "object", ref = e.ref, status = e.reason and "blocked" or "exported",
                 reason = e.reason, _order = {"event", "ref", "status"}})

@@ -16,6 +16,8 @@ NAME=cards
 # shellcheck source=common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
 FAULT=${HSMSH_FAULT_LIB:?run through ctest}
+# The temporary archive files of archives on cards (a killed run leaves its own) stay in $work.
+export TMPDIR=$work/tmp; mkdir -p "$TMPDIR"
 
 "$HSMSH" lab init > /dev/null 2>&1
 printf '1234' > pin; printf '1111' > p1; printf '2222' > p2; printf '3333' > p3; printf '4444' > p4
@@ -287,6 +289,7 @@ one_error; blue_same
 check "after the full card: card-q blank" [ "$(objects card-q 4444)" = 0 ]
 check "after the full card: card-p blank" [ "$(objects card-p 4444)" = 0 ]
 check "no restore token was written by a refused restore" [ "$(objects "$TL")" = 0 ]
+check "the one temporary archive left is the killed run's" [ "$(ls "$TMPDIR" | grep -c '^hsmsh-cards-')" = 1 ]
 # The half-written card-o replaced (--yes) by a share and half an archive of a new backup.
 h run protectserver/backup-multi-custodian side=backup token="$BLUE" file="$CN,$CO" shares="$CN,$CO" --yes; rc_is 0
 has err "card card-o: share 2 of 2 of set "; has err "card card-o: archive card 2 of 2 of set "

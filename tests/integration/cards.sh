@@ -145,8 +145,9 @@ check "the refused restores wrote nothing" [ "$(objects "$TL")" = 0 ]
 h run protectserver/backup-file side=restore token="$T" file="$CD,$CE,$CC" "$COMPS" --yes --json; rc_is 0
 restored "an archive over three cards, in the order 2, 3, 1"
 # Cards are checked as files are: one bit of card-c's 2nd chunk flipped is refused by the
-# card's completion record; with the record rewritten to match, by the archive's MAC.
-alter() {  # alter LABEL chunk|record
+# card's completion record; the last byte of card-e (the archive's MAC) flipped and the record
+# rewritten to match, by the archive's MAC.
+alter() {  # alter LABEL chunk|mac
   U="pkcs11:token=$1?pin-source=file:$work/p4" MODE=$2 "$HSMSH" -e '
     local s, json, keys, core = require("hsm").token(os.getenv("U")), require("hsm.json"), require("hsm.keys"), require("hsm.core")
     local chunks, rec = {}, nil
@@ -164,6 +165,9 @@ alter() {  # alter LABEL chunk|record
       local v = chunks[2]:get("CKA_VALUE")
       replace(chunks[2], v:sub(1, 99) .. string.char(v:byte(100) ~ 1) .. v:sub(101))
     else
+      local last = chunks[#chunks]
+      local v = last:get("CKA_VALUE")
+      chunks[#chunks] = replace(last, v:sub(1, -2) .. string.char(v:byte(-1) ~ 1))
       local all = {}
       for j = 1, #chunks do all[j] = chunks[j]:get("CKA_VALUE") end
       local r = json.decode(rec:get("CKA_VALUE"))
@@ -175,7 +179,8 @@ alter card-c chunk
 fresh
 h run protectserver/backup-file side=restore token="$T" file="$CC,$CD,$CE" "$COMPS" --yes; rc_is 1
 has err "card card-c: archive card 1 of 3 of set "; has err "is altered"; one_error
-alter card-c record
+alter card-c chunk   # flipped back
+alter card-e mac
 h run protectserver/backup-file side=restore token="$T" file="$CC,$CD,$CE" "$COMPS" --yes; rc_is 1
 has err "archive on cards card-c, card-d, card-e fails its MAC check"; one_error
 check "the altered cards wrote nothing" [ "$(objects "$TL")" = 0 ]

@@ -1,5 +1,6 @@
 /* l_object.c - hsm.Object: a handle on a token or session object; attributes by name
- * (obj.label, obj.CKA_ID), obj:attrs(), obj:set{}, obj:destroy(). Key material is never read. */
+ * (obj.label, obj.CKA_ID), obj:attrs(), obj:set{}, obj:destroy(). Key material is never read;
+ * obj:get_secret reads a custodian's share into an hsm.Secret. */
 #include "lhsm.h"
 
 lhsm_object *lhsm_checkobject(lua_State *L, int idx)
@@ -26,11 +27,13 @@ void lhsm_pushobject(lua_State *L, int sidx, CK_OBJECT_HANDLE h)
 
 static hsm_session *S(lhsm_object *o) { return &o->session->s; }
 
-/* obj:get(name) -> value | nil, reason   (reason: "CKR_ATTRIBUTE_SENSITIVE", ...) */
-static int l_object_get(lua_State *L)
+/* One attribute, pushed as its value or (as_secret) as an hsm.Secret of its bytes. */
+static int get_attr(lua_State *L, int as_secret)
 {
     lhsm_object *o = lhsm_checkobject(L, 1);
     CK_ATTRIBUTE_TYPE type = lhsm_checkname(L, 2, HSM_NS_CKA);
+    if (as_secret && hsm_attr_type(type) != HSM_AT_BYTES)
+        return luaL_argerror(L, 2, "not a byte-string attribute");
     hsm_tmpl t;
     hsm_err err;
     CK_RV why;
@@ -43,10 +46,20 @@ static int l_object_get(lua_State *L)
         lhsm_pushname(L, HSM_NS_CKR, why);
         return 2;
     }
-    lhsm_pushattr(L, &t.a[0]);
-    hsm_tmpl_free(&t);
+    if (as_secret)
+        lhsm_pushsecret(L, t.a[0].pValue, t.a[0].ulValueLen);
+    else
+        lhsm_pushattr(L, &t.a[0]);
+    hsm_tmpl_free(&t);   /* zeroizes the copy it read */
     return 1;
 }
+
+/* obj:get(name) -> value | nil, reason   (reason: "CKR_ATTRIBUTE_SENSITIVE", ...) */
+static int l_object_get(lua_State *L) { return get_attr(L, 0); }
+
+/* obj:get_secret(name) -> hsm.Secret | nil, reason   (a byte-string attribute read straight
+ * into locked memory: a share kept on a custodian's card as a data object's CKA_VALUE) */
+static int l_object_get_secret(lua_State *L) { return get_attr(L, 1); }
 
 /* obj.label / obj.CKA_LABEL: methods first, then attributes (nil when absent) */
 static int l_object_index(lua_State *L)
@@ -160,7 +173,7 @@ static int l_object_eq(lua_State *L)
 void lhsm_open_object(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"get", l_object_get}, {"attrs", l_object_attrs}, {"set", l_object_set},
+        {"get", l_object_get}, {"get_secret", l_object_get_secret}, {"attrs", l_object_attrs}, {"set", l_object_set},
         {"copy", l_object_copy}, {"destroy", l_object_destroy}, {"handle", l_object_handle},
         {"session", l_object_session}, {"close", l_object_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__index", l_object_index}, {"__close", l_object_close},

@@ -120,14 +120,16 @@ function M.token(uri, opts)
 end
 
 --- The items of a comma-separated list whose items may be URIs: a URI's query may hold
---- commas (a PIN, a path), so an item that starts with "pkcs11:" runs to the next ",pkcs11:"
---- (put file names before URIs in a mixed list). Blank items are dropped.
+--- commas (a PIN, a path), so an item that starts with "pkcs11:" (or prefix) runs to the next
+--- ",pkcs11:" (put file names before URIs in a mixed list). Blank items are dropped.
 ---@param text string
-function M.split_list(text)
+---@param prefix string|nil what starts a URI item (default "pkcs11:"; hsm.cards: "card:")
+function M.split_list(text, prefix)
+  prefix = prefix or "pkcs11:"
   local out, pos = {}, 1
   while pos <= #text do
-    local stop = text:sub(pos, pos + 6) == "pkcs11:" and text:find(",pkcs11:", pos, true)
-      or text:sub(pos, pos + 6) ~= "pkcs11:" and text:find(",", pos, true) or nil
+    local is_uri = text:sub(pos, pos + #prefix - 1) == prefix
+    local stop = is_uri and text:find("," .. prefix, pos, true) or not is_uri and text:find(",", pos, true) or nil
     local item = text:sub(pos, (stop or #text + 1) - 1):match("^%s*(.-)%s*$")
     if item ~= "" then out[#out + 1] = item end
     pos = (stop or #text) + 1

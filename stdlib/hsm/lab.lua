@@ -1,6 +1,7 @@
 --- hsm.lab: the embedded SoftHSM2 lab. `hsmsh lab init` writes a SoftHSM2 configuration,
---- creates tokens blue and green (user PIN 1234, SO PIN 12345678) and fills blue with a
---- realistic mix of keys. Running it again changes nothing.
+--- creates tokens blue and green (user PIN 1234, SO PIN 12345678), fills blue with a
+--- realistic mix of keys, and makes three blank custodian smart cards card-1 .. card-3, each
+--- with its own PIN (1111, 2222, 3333; docs/cards.md). Running it again changes nothing.
 local core = require("hsm.core")
 local keys = require("hsm.keys")
 local attrs = require("hsm.attrs")
@@ -9,6 +10,8 @@ local M = {}
 
 M.user_pin, M.so_pin = "1234", "12345678"
 M.tokens = {"blue", "green"}
+--- The custodians' cards: token label -> user PIN.
+M.cards = {{label = "card-1", pin = "1111"}, {label = "card-2", pin = "2222"}, {label = "card-3", pin = "3333"}}
 
 local function sh_ok(cmd) return os.execute(cmd) == true end
 
@@ -66,8 +69,9 @@ local function write_conf(dir)
   return conf
 end
 
---- Creates a token in the free slot unless one with that label exists. Returns its slot.
-function M.ensure_token(m, label)
+--- Creates a token in the free slot unless one with that label exists, with user PIN pin
+--- (default M.user_pin). Returns its slot and whether it was made now.
+function M.ensure_token(m, label, pin)
   for _, slot in ipairs(assert(m:slots())) do
     local ti = m:token_info(slot)
     if ti and ti.flags.CKF_TOKEN_INITIALIZED and ti.label == label then return slot, false end
@@ -83,7 +87,7 @@ function M.ensure_token(m, label)
         if t2 and t2.label == label and not t2.flags.CKF_USER_PIN_INITIALIZED then
           local s = assert(m:open(s2, true))
           assert(s:login(so, "so"))
-          assert(s:init_pin(core.secret(M.user_pin)))
+          assert(s:init_pin(core.secret(pin or M.user_pin)))
           s:close()
           return s2, true
         end
@@ -145,6 +149,11 @@ function M.init(dir)
     end
     io.stderr:write(("token %-6s %s (user PIN %s, SO PIN %s)\n"):format(label,
       created and "created" or "already there", M.user_pin, M.so_pin))
+  end
+  for _, card in ipairs(M.cards) do
+    local _, created = M.ensure_token(m, card.label, card.pin)
+    io.stderr:write(("card  %-6s %s (a custodian's smart card: user PIN %s, SO PIN %s)\n"):format(card.label,
+      created and "created" or "already there", card.pin, M.so_pin))
   end
   io.stderr:write(("lab: %s\n"):format(dir))
   if given and conf ~= core.lab_dir() .. "/softhsm2.conf" then

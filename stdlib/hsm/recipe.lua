@@ -53,7 +53,7 @@ local function sandbox()
                    ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true,
                    ["hsm.trust"] = true, ["hsm.replicate"] = true,
                    ["hsm.transport"] = true, ["hsm.verify"] = true, ["hsm.bluegreen"] = true,
-                   ["hsm.reencrypt"] = true}
+                   ["hsm.reencrypt"] = true, ["hsm.cards"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)
@@ -181,6 +181,8 @@ function M.shown_params(rec, params)
         list[#list + 1] = u:sub(1, 7) == "pkcs11:" and shown_uri(u) or u
       end
       v = table.concat(list, ",")
+    elseif type(v) == "string" and v:find("card:pkcs11:", 1, true) then
+      v = require("hsm.cards").shown(v)   -- custodians' cards: their URIs without PINs
     end
     out[k] = v
   end

@@ -130,11 +130,11 @@ for env in "" "SOFTHSM2_CONF=$labconf"; do
   rc_is 0
   n=$(p11count "$d/softhsm2.conf" blue)
   check "lab init --dir $d ${env:+($env)}: pkcs11-tool sees $LAB_OBJECTS objects on blue under DIR (got $n)" [ "$n" = "$LAB_OBJECTS" ]
-  check "lab init --dir: 2 tokens under $d/tokens (got $(ls "$d/tokens" 2>/dev/null | wc -l))" [ "$(ls "$d/tokens" | wc -l)" -eq 2 ]
+  check "lab init --dir: 5 tokens (blue, green, card-1..3) under $d/tokens (got $(ls "$d/tokens" 2>/dev/null | wc -l))" [ "$(ls "$d/tokens" | wc -l)" -eq 5 ]
   cat out err > both; has both "export SOFTHSM2_CONF=$d/softhsm2.conf"
 done
 n=$(p11count "$labconf" blue)
 check "the default lab's blue is untouched by lab init --dir (got $n)" [ "$n" = "$LAB_OBJECTS" ]
-check "the default lab still has its 2 tokens" [ "$(ls "$XDG_DATA_HOME/hsmsh/lab/tokens" | wc -l)" -eq 2 ]
+check "the default lab still has its 5 tokens" [ "$(ls "$XDG_DATA_HOME/hsmsh/lab/tokens" | wc -l)" -eq 5 ]
 
 finish

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # json_events: what --json prints is what docs/json-events.md says. Representative runs
 # (inventory, a migrate dry run, a migrate, its resume, a backup and a restore, a failing
-# run, the blue/green steps prepare, parity, sync and status) print only JSON lines on stdout, each an event the doc lists for that recipe, with
+# run, the blue/green steps prepare, parity, sync and status, a backup onto custodian cards) print only JSON lines on stdout, each an event the doc lists for that recipe, with
 # only listed fields of the listed types and every field marked "always". And the doc and
 # the code name the same events: every event name a ctx.emit site of the stdlib or a recipe
 # can print is documented (under its recipe's section), and every documented one is emitted
@@ -46,6 +46,11 @@ has run7.json '"event":"error"'
 BG="state=$work/bg.state"
 j generic/blue-green 0 run generic/blue-green step=prepare "$BG" blue="$BLUE" green="$GREEN"
 for s in parity sync status; do j generic/blue-green 0 run generic/blue-green step=$s "$BG" pin_source="file:$work/pin"; done
+# A backup onto the lab's custodian cards (their card events).
+printf '1111' > p1; printf '2222' > p2
+j protectserver/backup-single-custodian 0 run protectserver/backup-single-custodian side=backup token="$BLUE" \
+  file="card:pkcs11:token=card-1?pin-source=file:$work/p1,card:pkcs11:token=card-2?pin-source=file:$work/p2" "$COMPS" --yes
+has "run$n.json" '"event":"card"'
 
 res=$(python3 - "$doc" "$src" runs.txt <<'PYEOF'
 import glob, json, os, re, sys

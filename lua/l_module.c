@@ -72,7 +72,8 @@ static int l_module_slots(lua_State *L)
     return 1;
 }
 
-/* module:token_info(slot) -> {label=, manufacturer=, model=, serial=, flags={CKF_...=true}} | nil, err */
+/* module:token_info(slot) -> {label=, manufacturer=, model=, serial=, flags={CKF_...=true},
+ *   free_private_memory= (bytes, when the token reports it)} | nil, err */
 static int l_module_token_info(lua_State *L)
 {
     CK_TOKEN_INFO t;
@@ -86,6 +87,12 @@ static int l_module_token_info(lua_State *L)
     FIELD(L, t.serialNumber, "serial");
     push_flags(L, HSM_NS_CKF_TOKEN, t.flags);
     lua_setfield(L, -2, "flags");
+    /* free memory for private objects, where the token tells (a card's capacity) */
+    if (t.ulFreePrivateMemory != CK_UNAVAILABLE_INFORMATION &&
+        t.ulFreePrivateMemory != CK_EFFECTIVELY_INFINITE) {
+        lua_pushinteger(L, (lua_Integer)t.ulFreePrivateMemory);
+        lua_setfield(L, -2, "free_private_memory");
+    }
     return 1;
 }
 

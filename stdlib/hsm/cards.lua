@@ -57,7 +57,15 @@ function M.open(ctx, item)
   local ok, s, info = pcall(require("hsm").token, uri)
   if not ok then error(("card %s: %s"):format(u.token or u.display, s), 0) end
   ctx.defer(function() s:close() end)
-  return {s = s, name = info.label, id = info.manufacturer .. "\0" .. info.serial .. "\0" .. info.label}
+  return {s = s, name = info.label, id = info.manufacturer .. "\0" .. info.serial .. "\0" .. info.label,
+          free = info.free_private_memory}   -- nil when the card does not say
+end
+
+--- The bytes a card takes: card_capacity, or less when the card reports less free memory.
+local function room(c, capacity)
+  local cap = capacity or M.DEFAULT_CAPACITY
+  if c.free and c.free < cap then return c.free, ("the card reports %d bytes free"):format(c.free) end
+  return cap, "card_capacity="
 end
 
 --- Appends an opened card to a list of them, refusing the same card twice.
@@ -165,9 +173,9 @@ end
 --- card=i, cards=n, data=string|hsm.Secret, capacity=}. A string is cut into M.CHUNK-byte
 --- objects, a secret is one object. Read back before it counts. Returns {objects=, bytes=}.
 function M.write(c, p)
-  local cap = p.capacity or M.DEFAULT_CAPACITY
+  local cap, why = room(c, p.capacity)
   if #p.data > cap then
-    error(("card %s: %d bytes do not fit its capacity of %d (card_capacity=)"):format(c.name, #p.data, cap), 0)
+    error(("card %s: %d bytes do not fit its capacity of %d (%s)"):format(c.name, #p.data, cap, why), 0)
   end
   if c.replace then   -- what check_blank allowed to replace, as the card holds it now
     local old = {}
@@ -269,11 +277,16 @@ function M.archive_set(data) return keys.hex(core.sha256(data)):sub(1, 32) end
 --- {name=, card=, cards=, objects=, bytes=}.
 function M.put_archive(list, data, set, capacity, more)
   capacity = capacity or M.DEFAULT_CAPACITY
+  local why = "card_capacity="
+  for _, c in ipairs(list) do
+    local r, w = room(c, capacity)
+    if r < capacity then capacity, why = r, w end
+  end
   local need = math.max(1, (#data + capacity - 1) // capacity)
   while more and #list < need and more(#list + 1, need) do end
   if need > #list then
-    error(("the archive is %d bytes: it needs %d cards of %d bytes (card_capacity=), %d given")
-      :format(#data, need, capacity, #list), 0)
+    error(("the archive is %d bytes: it needs %d cards of %d bytes (%s), %d given")
+      :format(#data, need, capacity, why, #list), 0)
   end
   local size, out = (#data + need - 1) // need, {}
   for i = 1, need do

@@ -15,6 +15,7 @@
  * CKR is a name (CKR_DEVICE_ERROR) or a number (0x30, 48). Env HSMSH_FAULT_COUNT=PATH: the
  * counts are written to PATH ("total N SECONDS", then "C_Xxx N SECONDS" for each of the 67 counted
  * functions) at C_Finalize, at exit (or dlclose), and just before a kill. Env
+ * HSMSH_FAULT_TOKEN_FREE=BYTES: C_GetTokenInfo reports that much free private memory. Env
  * HSMSH_FAULT_LOG=PATH: one line appended per call, "N C_Xxx RV" (RV a CKR name; " injected"
  * follows a faked one; "KILL" / "KILL-after" for a kill). See README.md. */
 #include <ctype.h>
@@ -637,6 +638,17 @@ FAULT_FUNCTIONS(X)
 
 static CK_RV get_function_list(CK_FUNCTION_LIST_PTR_PTR out);
 
+/* HSMSH_FAULT_TOKEN_FREE=BYTES: C_GetTokenInfo reports that much free private memory (a
+ * small smart card on a real token that reports none). */
+static CK_RV token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+    CK_RV rv = w_C_GetTokenInfo(slot, info);
+    const char *free_bytes = getenv("HSMSH_FAULT_TOKEN_FREE");
+    if (rv == CKR_OK && info && free_bytes && *free_bytes)
+        info->ulFreePrivateMemory = strtoul(free_bytes, NULL, 10);
+    return rv;
+}
+
 static CK_FUNCTION_LIST function_list = {
     .version = {2, 40},
 #define X(name, params, args) .name = w_##name,
@@ -653,6 +665,7 @@ static CK_RV get_function_list(CK_FUNCTION_LIST_PTR_PTR out)
         fprintf(stderr, "%s\n", load_error);
         return CKR_GENERAL_ERROR;
     }
+    function_list.C_GetTokenInfo = token_info;
     *out = &function_list;
     return CKR_OK;
 }

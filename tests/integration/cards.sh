@@ -134,6 +134,20 @@ c=[json.loads(l) for l in open("out") if "\"card\"" in l]
 c=[e for e in c if e["event"]=="card"]
 assert [(e["card"], e["index"], e["of"]) for e in c]==[("card-c",1,3),("card-d",2,3),("card-e",3,3)], c
 assert all(0 < e["bytes"] <= 12000 and e["objects"] >= 2 for e in c), c'
+# cards that report little free memory (the fault module's HSMSH_FAULT_TOKEN_FREE on real
+# tokens): that figure, not the default card_capacity, decides how much goes on each
+newcard card-f1; newcard card-f2; newcard card-f3
+CF() { printf 'card:pkcs11:token=card-f%s?module-path=%s&pin-source=file:%s' "$1" "$FAULT" "$work/p4"; }
+HSMSH_FAULT_TOKEN_FREE=12000 h run protectserver/backup-file side=backup token="$BLUE" file="$(CF 1),$(CF 2)" "$COMPS" --yes
+rc_is 1; has err "it needs 3 cards of 12000 bytes (the card reports 12000 bytes free), 2 given"; one_error; blue_same
+HSMSH_FAULT_TOKEN_FREE=12000 h run protectserver/backup-file side=backup token="$BLUE" file="$(CF 1),$(CF 2),$(CF 3)" "$COMPS" --yes --json
+rc_is 0
+check "the cards' own free-memory figure spread the archive over three, at most 12000 bytes each" python3 -c '
+import json
+c=[json.loads(l) for l in open("out") if "\"card\"" in l]
+c=[e for e in c if e["event"]=="card"]
+assert [(e["index"], e["of"]) for e in c]==[(1,3),(2,3),(3,3)], c
+assert all(0 < e["bytes"] <= 12000 for e in c), c'
 fresh
 h run protectserver/backup-file side=restore token="$T" file="$CE,$CC" "$COMPS" --yes; rc_is 1
 has err "spans 3 cards: card 2 of 3 missing"; one_error

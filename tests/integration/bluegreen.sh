@@ -14,7 +14,9 @@ set -u
 NAME=bluegreen
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
 APP=${HSMSH_ROUTE_MT_APP:?run through ctest}
-ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
+# pkcs11-tool loads the plain module; the (instrumented, in a sanitizer build) application
+# loads its own build of it
+ROUTE=${HSMSH_ROUTE_LIB:?run through ctest} APP_ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
 for t in blue green; do softhsm2-util --init-token --free --label $t --pin 1234 --so-pin 12345678 > /dev/null; done
 printf '1234' > pin
 BLUE="pkcs11:token=blue?pin-source=file:$work/pin" GREEN="pkcs11:token=green?pin-source=file:$work/pin"
@@ -56,7 +58,7 @@ rc_is 1; has err "the write side is still blue; run step=write-switch first"
 
 # ---- the applications start
 rm -f stop stop-keys
-"$APP" "$ROUTE" "$S" "$HSMSH" 1234 drill "$work/stop" > app.out 2> app.err & app=$!
+"$APP" "$APP_ROUTE" "$S" "$HSMSH" 1234 drill "$work/stop" > app.out 2> app.err & app=$!
 ( n=0
   while [ ! -e stop-keys ]; do
     n=$((n + 1))

@@ -26,7 +26,9 @@ NAME=bluegreen_faults
 FLIB=${HSMSH_FAULT_LIB:+$(realpath -m "$HSMSH_FAULT_LIB")}
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
 APP=${HSMSH_ROUTE_MT_APP:?run through ctest}
-ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
+# pkcs11-tool loads the plain module; the (instrumented, in a sanitizer build) application
+# loads its own build of it
+ROUTE=${HSMSH_ROUTE_LIB:?run through ctest} APP_ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
 if [ -z "$FLIB" ] || [ ! -f "$FLIB" ]; then fail "HSMSH_FAULT_LIB is not the built libfaultp11.so"; finish; fi
 unset HSMSH_FAULT
 export HSMSH_FAULT_MODULE=$MODULE
@@ -83,7 +85,7 @@ check "the three keys made through the route are in the birth journal ($(cat n.b
 # ---- 2. a failing green during a canary
 rm -f stop
 HSMSH_FAULT="C_SignInit:*:CKR_DEVICE_ERROR;C_DecryptInit:*:CKR_DEVICE_ERROR" \
-  "$APP" "$ROUTE" "$S" "$HSMSH" 1234 drill "$work/stop" > app.out 2> app.err & app=$!
+  "$APP" "$APP_ROUTE" "$S" "$HSMSH" 1234 drill "$work/stop" > app.out 2> app.err & app=$!
 sleep 1
 step canary weight=50 watch=5
 rc_is 1; has err "green's weight is back to 0"

@@ -16,7 +16,7 @@ set -u
 NAME=cloudhsm_bluegreen
 FLIB=${HSMSH_FAULT_LIB:+$(realpath -m "$HSMSH_FAULT_LIB")}
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash" "$@"
-ROUTE=${HSMSH_ROUTE_MT_LIB:?run through ctest}
+ROUTE=${HSMSH_ROUTE_LIB:?run through ctest}   # the plain module: pkcs11-tool loads it
 if [ -z "$FLIB" ] || [ ! -f "$FLIB" ]; then fail "HSMSH_FAULT_LIB is not the built libfaultp11.so"; finish; fi
 unset HSMSH_FAULT
 export HSMSH_FAULT_MODULE=$MODULE

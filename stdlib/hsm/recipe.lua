@@ -53,7 +53,7 @@ local function sandbox()
                    ["hsm.blobstore"] = true, ["hsm.sks"] = true, ["hsm.custody"] = true,
                    ["hsm.trust"] = true, ["hsm.replicate"] = true,
                    ["hsm.transport"] = true, ["hsm.verify"] = true, ["hsm.bluegreen"] = true,
-                   ["hsm.reencrypt"] = true, ["hsm.cards"] = true}
+                   ["hsm.reencrypt"] = true, ["hsm.cards"] = true, ["hsm.lineage"] = true}
   env.require = function(name)
     if not allowed[name] then error("recipes may not require '" .. tostring(name) .. "'", 2) end
     return require(name)

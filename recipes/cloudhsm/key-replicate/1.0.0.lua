@@ -6,7 +6,7 @@
 -- as in a migration, under the replication key the two share. CloudHSM replicates only
 -- between clusters made from one backup; here the two tokens must share a replication key
 -- (generic/blue-green step=prepare makes one on both), else nothing is done.
-local bluegreen = require("hsm.bluegreen")
+local lineage = require("hsm.lineage")
 
 return {
   id = "cloudhsm/key-replicate",
@@ -24,14 +24,14 @@ return {
       name = "replicate",
       plan = function(ctx)
         local st = ctx.state
-        st.filter = bluegreen.cli_filter(ctx.params.filter)
+        st.filter = lineage.cli_filter(ctx.params.filter)
         st.src = ctx.token(ctx.params.source)
         st.dst = ctx.token(ctx.params.destination, {write = true})
-        if ctx.dry_run then bluegreen.replicate(ctx, st.src, st.dst, st.filter) end
+        if ctx.dry_run then lineage.replicate(ctx, st.src, st.dst, st.filter) end
       end,
       apply = function(ctx)
         local st = ctx.state
-        bluegreen.replicate(ctx, st.src, st.dst, st.filter)
+        lineage.replicate(ctx, st.src, st.dst, st.filter)
       end,
     },
   },

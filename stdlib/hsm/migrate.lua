@@ -364,8 +364,12 @@ function M.plan_items(srcs, dst, opts, base)
       it.strategy = "conflict"
       it.reason = #there > 1 and ("%d objects on the destination have this class, ID and label"):format(#there)
         or there[1].damaged and ("the destination's object with this class, ID and label is damaged (%s)"):format(there[1].damaged)
-        or ("the destination has a different object with this class, ID and label (%s vs %s)")
-          :format(it.check or "?", there[1].check or "?")
+        or (it.check and there[1].check or not is_key)
+          and ("the destination has a different object with this class, ID and label (%s vs %s)")
+            :format(it.check or "?", there[1].check or "?")
+        or ("the destination has an object with this class, ID and label that cannot be proven "
+          .. "to hold the same key (check value %s vs %s, and no operation both keys allow)")
+            :format(it.check or "none", there[1].check or "none")
     elseif judged and #judged.foreign > 0 then
       it.strategy = "conflict"
       it.reason = ("in flight when the earlier run stopped, and the destination's object with this "

@@ -107,7 +107,8 @@ end
 --- For runs split across two machines: what the source records so the destination can
 --- prove a key without the source at hand (as seed 002 tests 3DES "by cross-encryption"):
 --- secret keys: a random plaintext and its ciphertext, or data and its MAC; key pairs: the
---- source public key (SPKI) to verify a signature the destination makes. Plain data only.
+--- source public key (SPKI) to verify a signature the destination makes; keys that only
+--- wrap: a throwaway probe key wrapped under the key, and the probe's KCV. Plain data only.
 --- kcv_is_enough: for block-cipher keys that can encrypt, the KCV (each token encrypting a
 --- zero block) is already an operation checked on both sides; archives rely on it.
 function M.evidence(src, obj, a, pub_of, kcv_is_enough)
@@ -126,6 +127,19 @@ function M.evidence(src, obj, a, pub_of, kcv_is_enough)
     if HMAC[kt] and a.CKA_SIGN and a.CKA_VERIFY then
       local mac = src:sign(HMAC[kt], obj, data)
       if mac then return {kind = "verify", mech = HMAC[kt], data = data, mac = mac} end
+    end
+    -- A key that only wraps (a KEK, an SKS master key): a throwaway probe key wrapped under
+    -- it, and the probe's KCV, for the destination to unwrap and compare.
+    local wm = kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP and key_wrap_mech(src, src)
+    if wm then
+      local probe = src:generate{type = "AES", bits = 128, token = false, CKA_EXTRACTABLE = true,
+                                 CKA_ENCRYPT = true}
+      local blob = probe and src:wrap(wm, obj, probe)
+      local kcv = probe and keys.kcv(probe)
+      if probe then probe:destroy() end
+      if blob and kcv then
+        return {kind = "unwrap", mech = type(wm) == "table" and wm[1] or wm, wrapped = blob, probe_kcv = kcv}
+      end
     end
   elseif cls == "CKO_PRIVATE_KEY" and a.CKA_SIGN then
     local pub = pub_of(a.CKA_ID or "")
@@ -150,6 +164,14 @@ function M.check_evidence(dst, d_obj, a, ev)
       return "the same MAC made on the destination (it refuses to verify with " .. ev.mech .. ")"
     end
     error("the destination does not verify the source's MAC: " .. tostring(err), 0)
+  elseif ev.kind == "unwrap" then
+    local mech = ev.mech == "CKM_AES_KEY_WRAP" and ev.mech or {ev.mech, iv = ("\0"):rep(16)}
+    local back, err = dst:unwrap(mech, d_obj, ev.wrapped,
+      {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
+    local same = back and keys.kcv(back) == ev.probe_kcv
+    if back then back:destroy() end
+    if not same then error("the destination does not unwrap the probe the source wrapped: " .. tostring(err), 0) end
+    return "unwrapped on the destination a probe key the source wrapped"
   elseif ev.kind == "sign" then
     local pub = assert(wrap.import_public(dst, ev.spki, "hsmsh-verify", {CKA_VERIFY = true, CKA_WRAP = false}))
     local kt = a.CKA_KEY_TYPE

@@ -65,7 +65,7 @@ static int l_secret_file(lua_State *L)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "cannot read PIN file %s", path);
+        lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
         return 2;
     }
     ssize_t n = read(fd, buf, sizeof buf);

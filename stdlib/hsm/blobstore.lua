@@ -24,7 +24,13 @@ local M = {}
 local function sh(cmd) return os.execute(cmd) == true end
 local function q(p) return "'" .. p:gsub("'", "'\\''") .. "'" end
 
-function M.state(dir) return exchange.read_json(dir .. "/store.json") end
+function M.state(dir)
+  if not core.stat(dir .. "/store.json") then
+    error(("%s is not a blob store (it has no store.json): a store is made by the applications "
+      .. "that keep their keys in it, through hsm.blobstore.create"):format(dir), 0)
+  end
+  return exchange.read_json(dir .. "/store.json")
+end
 local function save(dir, st) exchange.write_json(dir .. "/store.json", st) end
 
 local function kcv_of(s, key) return keys.kcv(key) or require("hsm.archive").value_kcv(s, key) end

@@ -38,7 +38,7 @@ local function pin_from(source, what)
   -- (what was given is not repeated: it may be the PIN itself, typed in the wrong place)
   if not path then error(("%s: a PIN source must be file:PATH or prompt"):format(what), 0) end
   local sec, err = core.secret_file(path)
-  if not sec then error(err, 0) end
+  if not sec then error(("%s: %s"):format(what, err), 0) end
   return sec
 end
 

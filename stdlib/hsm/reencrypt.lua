@@ -4,6 +4,7 @@
 --- into another directory, journaled per file and verified; the originals are never touched.
 --- M.plan, M.apply, M.verify and M.rollback are the recipe's phase functions.
 local sealed = require("hsm.sealed")
+local output = require("hsm.output")
 local attrs = require("hsm.attrs")
 local ui = require("hsm.ui")
 local keys = require("hsm.keys")
@@ -84,12 +85,10 @@ local function setup(ctx)
   local fi, ferr = sealed.stat(p.files)
   if not fi then error(("files=%s: %s"):format(p.files, (ferr:gsub("^.*: ", ""))), 0) end
   if fi.kind ~= "dir" then error(("files=%s is not a directory"):format(p.files), 0) end
-  local oi, oerr = sealed.stat(p.out)
-  if not oi then
-    error(("out=%s: %s (the output directory must exist)"):format(p.out, (oerr:gsub("^.*: ", ""))), 0)
-  end
-  if oi.kind ~= "dir" then error(("out=%s is not a directory"):format(p.out), 0) end
-  if oi.dev == fi.dev and oi.ino == fi.ino then
+  local oi = sealed.stat(p.out)
+  st.out_missing = oi == nil   -- made (0700) when the work starts; a dry run makes nothing
+  if oi and oi.kind ~= "dir" then error(("out=%s is not a directory"):format(p.out), 0) end
+  if oi and oi.dev == fi.dev and oi.ino == fi.ino then
     error(("out=%s is the files directory; the outputs must go to another one"):format(p.out), 0)
   end
   local entries = ctx.must(sealed.list(p.files))
@@ -343,6 +342,7 @@ function M.plan(ctx)
   ctx.say("plan: %d file(s), %s, from %s to %s: %d to re-encrypt, %d to check, %d to fail",
     #st.files, human(total), p.files, p.out, counts["re-encrypt"] or 0, counts.check or 0,
     counts.refuse or 0)
+  if st.out_missing then ctx.say("out=%s does not exist yet: it will be made (mode 0700)", p.out) end
   if (counts.refuse or 0) == #st.files then
     error(("none of the %d file(s) in %s can be re-encrypted (first: %s); nothing was "
       .. "written"):format(#st.files, p.files, st.files[1].problem), 0)
@@ -353,6 +353,7 @@ end
 function M.apply(ctx)
   local st = setup(ctx)
   st.written = {}
+  if st.out_missing then output.dir(ctx.params.out, "output directory") end
   if not st.new then
     local existing = {}
     for _, c in ipairs((aes_keys(st.dst, st.label))) do existing[#existing + 1] = c.kcv end

@@ -104,7 +104,7 @@ check "every blob opens under MK3" [ "$(kcvs_now)" = "$(cat "$work/kcvs")" ]
 h run ep11/master-key-migrate token="$TOK" store="$STORE" new=NOPE; rc_is 1
 has err "0 keys are labelled NOPE"
 h run ep11/master-key-migrate token="$TOK" store="$work/nostore" new=MK1; rc_is 1
-has err "nostore/store.json"
+has err "nostore is not a blob store (it has no store.json)"
 h run ep11/master-key-migrate token="$TOK" store="$STORE" action=cancel; rc_is 1
 has err "no re-encipherment to cancel"
 

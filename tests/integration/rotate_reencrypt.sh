@@ -197,8 +197,9 @@ h run generic/rotate-reencrypt "from=$SRC" "to=$DST" key=twin files=in out=out3;
 has err "2 secret AES keys are labelled 'twin'"; one_line
 h run generic/rotate-reencrypt "from=$SRC" "to=$DST" key=data files=in out=in; rc_is 1
 has err "is the files directory"; one_line
-h run generic/rotate-reencrypt "from=$SRC" "to=$DST" key=data files=in out=nowhere; rc_is 1
-has err "out=nowhere: No such file or directory"; one_line
+: > notadir
+h run generic/rotate-reencrypt "from=$SRC" "to=$DST" key=data files=in out=notadir; rc_is 1
+has err "out=notadir is not a directory"; one_line
 h run generic/rotate-reencrypt "from=$SRC" "to=$DST" key=data files=plain out=out3; rc_is 1
 has err "none of the 3 file(s)"; has err "not a sealed file (bad magic)"
 empty_dir out3

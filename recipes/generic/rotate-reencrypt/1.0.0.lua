@@ -19,7 +19,7 @@ return {
     to = {type = "uri", doc = "the destination token (may be the same token)"},
     key = {type = "string", doc = "label of the old key (exactly one secret AES key)"},
     files = {type = "string", doc = "directory of sealed files (all its regular files)"},
-    out = {type = "string", doc = "output directory (must exist, must differ from files)"},
+    out = {type = "string", doc = "output directory (made, mode 0700, when missing; must differ from files)"},
     label = {type = "string", required = false,
              doc = "label of the new key (default: the old key's label)"},
   },

@@ -322,7 +322,7 @@ local function undo_card(ctx, c)
 end
 
 --- A ProtectServer backup/restore recipe for one custody scheme. spec: {id, version,
---- description, scheme, params = {extra params}}.
+--- description, scheme, params = {extra params}, examples (as help.examples reads them)}.
 function M.recipe(spec)
   local params = {
     side = {type = "enum", values = {"backup", "restore"}, doc = "which half runs here"},
@@ -336,7 +336,7 @@ function M.recipe(spec)
   }
   for k, v in pairs(spec.params or {}) do params[k] = v end
   return {
-    id = spec.id, version = spec.version, description = spec.description,
+    id = spec.id, version = spec.version, description = spec.description, examples = spec.examples,
     tags = {"backup", "archive", "split", "vendor:thales-protectserver"},
     requires = {shell = "0.1", mechanisms = {"CKM_AES_KEY_WRAP_PAD", "CKM_SHA256_HMAC"}},
     params = params,
@@ -433,7 +433,7 @@ end
 
 --- Parameters of the component-based schemes.
 M.COMPONENT_PARAMS = {
-  components = {type = "sources", doc = "the wrapping key's components: file:PATH or prompt, comma-separated"},
+  components = {type = "sources", doc = "the wrapping key's components, each in hex as its custodian keeps it (as long as the key: 32, 48 or 64 digits): file:PATH or prompt, comma-separated"},
   kcvs = {type = "string", required = false, doc = "the components' check values as the custodians recorded them"},
   key_label = {type = "string", default = "AES_WRAP", doc = "label of the wrapping key"},
   key_attributes = {type = "string", default = "WU", doc = "usage of the wrapping key: W U S V (E D make it unsafe)"},
@@ -442,7 +442,7 @@ M.COMPONENT_PARAMS = {
 
 --- Parameters of the share-based schemes.
 M.SHARE_PARAMS = {
-  shares = {type = "string", doc = "backup: the directory for share-1..m, or one card:URI per custodian; restore: the share files or cards, comma-separated"},
+  shares = {type = "string", doc = "side=backup: the directory for share-1..m (made when missing), or one card:URI per custodian; side=restore: the share files or cards, comma-separated"},
   passphrases = {type = "sources", required = false,
                  doc = "per share, in order: file:PATH or prompt (protects the share file)"},
 }

@@ -209,7 +209,8 @@ function M.example(rec, side)
     if name ~= "side" and (also[name] or p.default == nil and p.required ~= false) then
       local t = p.type or "string"
       local v
-      if t == "uri" then v = ("'pkcs11:token=%s?pin-source=file:PINFILE'"):format(name:upper())
+      if t == "uri" or t == "uris" then v = ("'pkcs11:token=%s?pin-source=file:PINFILE'"):format(name:upper())
+      elseif t == "sources" or t == "pin-source" then v = "file:" .. name:upper()
       elseif t == "enum" then v = p.values[1]
       elseif t == "integer" then v = "N"
       elseif t == "boolean" then v = "yes"
@@ -219,6 +220,23 @@ function M.example(rec, side)
   end
   parts[#parts + 1] = "--dry-run"
   return table.concat(parts, " ")
+end
+
+--- The example lines of a recipe, in the order they are run: its own (rec.examples: the
+--- arguments after "hsmsh run ID"; an entry starting with "#" is a comment between them),
+--- for a recipe whose steps need other parameters, else one made per side or one in all.
+--- help.sh checks that they name only the recipe's parameters, and help_run.sh runs them,
+--- placeholders (the upper-case words) replaced, to a finished run.
+function M.examples(rec)
+  local out = {}
+  if rec.examples then
+    for _, e in ipairs(rec.examples) do
+      out[#out + 1] = e:sub(1, 1) == "#" and e or ("hsmsh run %s %s"):format(rec.id, e)
+    end
+  else
+    for _, sd in ipairs(M.sides(rec) or {false}) do out[#out + 1] = M.example(rec, sd or nil) end
+  end
+  return out
 end
 
 --- The help of one recipe as text.
@@ -282,17 +300,11 @@ function M.recipe_text(spec)
     add("Requires: " .. table.concat(rec.requires.mechanisms, ", "))
   end
   add()
-  -- A recipe whose steps need other parameters gives its own examples (rec.examples: the
-  -- arguments after "hsmsh run ID"); help.sh checks that they name only its parameters.
-  add((sides or rec.examples) and "Examples:" or "Example:")
-  if rec.examples then
-    for _, e in ipairs(rec.examples) do add(("  hsmsh run %s %s"):format(rec.id, e)) end
-  elseif sides then
-    for _, sd in ipairs(sides) do add("  " .. M.example(rec, sd)) end
-  else
-    add("  " .. M.example(rec))
-  end
-  add("  (then again without --dry-run, with --journal FILE to make it resumable)")
+  local examples = M.examples(rec)
+  add(#examples > 1 and "Examples:" or "Example:")
+  for _, e in ipairs(examples) do add("  " .. e) end
+  add("  (each --dry-run above then again without it, with --journal FILE to make the run resumable;")
+  add("  in batch, --yes answers the confirmations the procedure asks for)")
   return table.concat(o, "\n")
 end
 

@@ -30,9 +30,10 @@ local function section(o, rec)
   for _, ph in ipairs(rec.phases or {}) do phases[#phases + 1] = tostring(ph.name) end
   o[#o + 1] = ".PP"
   o[#o + 1] = "Phases: " .. e(table.concat(phases, ", ")) .. "."
-  for _, sd in ipairs(help.sides(rec) or {false}) do
+  for _, ex in ipairs(help.examples(rec)) do
     o[#o + 1] = ".br"
-    o[#o + 1] = "Example: \\fB" .. e(help.example(rec, sd or nil)) .. "\\fR"
+    o[#o + 1] = ex:sub(1, 1) == "#" and e((ex:sub(2):gsub("^ ", "")))
+      or ("Example: \\fB" .. e(ex) .. "\\fR")
   end
 end
 
@@ -40,7 +41,7 @@ end
 function M.recipes()
   local o = {".SH RECIPES",
     "Generated from the recipe tables (\\fBhsmsh help \\-\\-man\\fR). \\fBhsmsh help\\fR \\fIRECIPE\\fR",
-    "prints the same for one recipe, with the notes of its file and every side's example."}
+    "prints the same for one recipe, with the notes of its file."}
   local seen = {}
   for _, r in ipairs(recipe.list()) do
     if not seen[r.id] then

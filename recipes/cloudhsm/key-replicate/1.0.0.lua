@@ -19,6 +19,10 @@ return {
     source = {type = "uri", doc = "the source token (the source cluster), with its PIN"},
     destination = {type = "uri", doc = "the destination token (the destination cluster), with its PIN"},
   },
+  examples = {
+    "# the two tokens share a replication key (generic/blue-green step=prepare made it on both)",
+    "filter=attr.label=LABEL source='pkcs11:token=SOURCE?pin-source=file:PINFILE' destination='pkcs11:token=DESTINATION?pin-source=file:PINFILE' --dry-run",
+  },
   phases = {
     {
       name = "replicate",

@@ -72,6 +72,14 @@ return {
     keep_wrapping_key = {type = "boolean", default = false,
                          doc = "keep the destination's wrapping pair after step 8"},
   },
+  examples = {
+    "# one process reaching both tokens",
+    "side=both dir=DIR from='pkcs11:token=FROM?pin-source=file:PINFILE' to='pkcs11:token=TO?pin-source=file:PINFILE' --dry-run",
+    "# or two machines, DIR carried between them: the destination, the source, the destination again",
+    "side=destination step=prepare dir=DIR to='pkcs11:token=TO?pin-source=file:PINFILE' --dry-run",
+    "side=source dir=DIR from='pkcs11:token=FROM?pin-source=file:PINFILE' --dry-run",
+    "side=destination step=finish dir=DIR to='pkcs11:token=TO?pin-source=file:PINFILE' --dry-run",
+  },
   phases = {
     {
       name = "1-generate-wrapping-pair",

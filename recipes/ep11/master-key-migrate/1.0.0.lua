@@ -26,6 +26,14 @@ return {
     destroy_old = {type = "boolean", default = false,
                    doc = "after activation, destroy the old master key (asks, or --yes)"},
   },
+  examples = {
+    "# the store as it stands",
+    "action=status store=STORE token='pkcs11:token=TOKEN?pin-source=file:PINFILE'",
+    "# the new master key is on the token first (the TKE's submit and commit): an AES key labelled NEW_MK that may wrap and unwrap",
+    "action=migrate new=NEW_MK store=STORE token='pkcs11:token=TOKEN?pin-source=file:PINFILE' --dry-run",
+    "# once nothing needs the old master key any more",
+    "action=migrate new=NEW_MK destroy_old=yes store=STORE token='pkcs11:token=TOKEN?pin-source=file:PINFILE' --dry-run",
+  },
   phases = {
     {
       name = "preflight",

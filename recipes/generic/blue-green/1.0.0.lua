@@ -61,9 +61,18 @@ return {
                        doc = "hours after cutover in which a rollback needs no confirmation"},
   },
   examples = {
-    "step=prepare state=/srv/route.state blue='pkcs11:token=BLUE?pin-source=file:PINFILE' green='pkcs11:token=GREEN?pin-source=file:PINFILE' --dry-run",
-    "step=canary weight=10 watch=300 state=/srv/route.state pin_source=file:PINFILE",
-    "step=status state=/srv/route.state pin_source=file:PINFILE --json",
+    "# the applications load libhsmsh-route.so with HSMSH_ROUTE_STATE=STATE; the steps in order",
+    "step=prepare state=STATE blue='pkcs11:token=BLUE?pin-source=file:PINFILE' green='pkcs11:token=GREEN?pin-source=file:PINFILE' --dry-run",
+    "step=parity state=STATE pin_source=file:PINFILE",
+    "step=canary weight=10 watch=SECONDS state=STATE pin_source=file:PINFILE",
+    "step=sync state=STATE pin_source=file:PINFILE",
+    "step=write-switch state=STATE pin_source=file:PINFILE",
+    "step=sync state=STATE pin_source=file:PINFILE",
+    "step=cutover state=STATE pin_source=file:PINFILE",
+    "# only to go back (green's new keys are carried back to blue), before decommission",
+    "step=rollback state=STATE pin_source=file:PINFILE",
+    "step=decommission state=STATE pin_source=file:PINFILE",
+    "step=status state=STATE pin_source=file:PINFILE --json",
   },
   phases = {
     {

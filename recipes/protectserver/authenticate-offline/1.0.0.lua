@@ -41,9 +41,17 @@ return {
   requires = {shell = "0.1", mechanisms = {"CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"}},
   params = {
     side = {type = "enum", values = {"all", "request", "sign", "store"}, default = "all", doc = "which step runs here"},
-    ca = {type = "string", default = "", doc = "side=sign|all: the CA token (URI)"},
+    ca = {type = "uri", required = false, doc = "side=sign|all: the CA token (made by protectserver/establish-ca)"},
     hsms = {type = "uris", default = "", doc = "side=request|store|all: the tokens to certify (URIs, comma-separated)"},
     certs = {type = "string", default = "", doc = "the directory carried between the clients (default: HSMSH_CERT_STORE or the XDG data dir)"},
+  },
+  examples = {
+    "# one client reaching the CA and the HSMs",
+    "side=all ca='pkcs11:token=CA?pin-source=file:PINFILE' hsms='pkcs11:token=HSM?pin-source=file:PINFILE' certs=DIR --dry-run",
+    "# or two clients, DIR carried between them: the HSMs' client, the CA's, the HSMs' again",
+    "side=request hsms='pkcs11:token=HSM?pin-source=file:PINFILE' certs=DIR --dry-run",
+    "side=sign ca='pkcs11:token=CA?pin-source=file:PINFILE' certs=DIR --dry-run",
+    "side=store hsms='pkcs11:token=HSM?pin-source=file:PINFILE' certs=DIR --dry-run",
   },
   phases = {
     {

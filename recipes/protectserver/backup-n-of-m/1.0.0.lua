@@ -6,8 +6,8 @@
 local custody = require("hsm.custody")
 
 local params = {
-  n = {type = "integer", min = 2, max = 254, required = false, doc = "backup: shares needed to restore (2 <= n < m)"},
-  m = {type = "integer", min = 3, max = 255, required = false, doc = "backup: shares made (m >= 3)"},
+  n = {type = "integer", min = 2, max = 254, required = false, doc = "side=backup: shares needed to restore (2 <= n < m)"},
+  m = {type = "integer", min = 3, max = 255, required = false, doc = "side=backup: shares made (m >= 3)"},
 }
 for k, v in pairs(custody.SHARE_PARAMS) do params[k] = v end
 
@@ -15,4 +15,10 @@ return custody.recipe{
   id = "protectserver/backup-n-of-m", version = "1.0.0", scheme = "shamir",
   description = "ProtectServer N of M custodian backup: the archive key split with Shamir's scheme",
   params = params,
+  examples = {
+    "# the share files go to DIR (share-1..m, one per custodian; or shares=card:URI,... onto their cards)",
+    "side=backup n=2 m=3 file=FILE shares=DIR token='pkcs11:token=TOKEN?pin-source=file:PINFILE' --dry-run",
+    "# any n custodians bring their shares",
+    "side=restore file=FILE shares=DIR/share-1,DIR/share-3 token='pkcs11:token=NEW_TOKEN?pin-source=file:PINFILE' --dry-run",
+  },
 }

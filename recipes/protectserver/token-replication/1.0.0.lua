@@ -50,6 +50,13 @@ return {
     dest_cert = {type = "string", default = "", doc = "side=source: the destination's PIC (HSM_<serial>.crt)"},
     filter = {type = "string", default = "", doc = "which source objects: label=GLOB,id=HEX,class=,type="},
   },
+  examples = {
+    "# first: an identity on both tokens and mutual trust (protectserver/self-signed-identity, protectserver/trust)",
+    "side=both from='pkcs11:token=FROM?pin-source=file:PINFILE' to='pkcs11:token=TO?pin-source=file:PINFILE' so_pin=file:SO_PINFILE --dry-run",
+    "# or on two clients, the image carried between them (DEST_CERT: the destination's HSM_<serial>.crt)",
+    "side=source from='pkcs11:token=FROM?pin-source=file:PINFILE' dest_cert=DEST_CERT image=FILE so_pin=file:SO_PINFILE --dry-run",
+    "side=destination to='pkcs11:token=TO?pin-source=file:PINFILE' image=FILE --dry-run",
+  },
   phases = {
     {
       name = "1-trust",

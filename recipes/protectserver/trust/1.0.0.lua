@@ -57,6 +57,14 @@ return {
     so_pin = {type = "pin-source", default = "", doc = "the trusting tokens' SO PIN: file:PATH or prompt (default: the URI's PIN)"},
     certs = {type = "string", default = "", doc = "action=export: where HSM_<serial>.crt goes"},
   },
+  examples = {
+    "# both tokens hold an identity first (protectserver/self-signed-identity or protectserver/establish-ca)",
+    "action=trust trusted='pkcs11:token=PEER?pin-source=file:PINFILE' trusting='pkcs11:token=TOKEN?pin-source=file:PINFILE' so_pin=file:SO_PINFILE --dry-run",
+    "action=trust trusted='pkcs11:token=TOKEN?pin-source=file:PINFILE' trusting='pkcs11:token=PEER?pin-source=file:PINFILE' so_pin=file:SO_PINFILE --dry-run",
+    "action=list trusting='pkcs11:token=TOKEN?pin-source=file:PINFILE'",
+    "# and to stop trusting it",
+    "action=remove trusted='pkcs11:token=PEER?pin-source=file:PINFILE' trusting='pkcs11:token=TOKEN?pin-source=file:PINFILE' so_pin=file:SO_PINFILE --dry-run",
+  },
   phases = {
     {
       name = "trust",

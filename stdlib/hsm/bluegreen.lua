@@ -591,33 +591,6 @@ local function replicate_changes(ctx, cut, lines, allowed)
   return done, left
 end
 
---- A key the other side holds already under another class, ID or label (renamed behind the
---- route's back) is not copied: that would be a second copy of one key. Such items are
---- marked blocked, naming the object that holds the key. to_items: the destination's
---- indexed objects when the caller has them.
-local function refuse_renamed(cut, p, to_items)
-  local held = {}
-  for _, d in ipairs(to_items or (migrate.index(cut.s[p.to], not_kek(cut.ctl)))) do
-    if d.check then held[d.check] = held[d.check] or {}; table.insert(held[d.check], d) end
-  end
-  for _, it in ipairs(p.plan.items) do
-    local cls = it.a.CKA_CLASS
-    if it.check and (cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY") and
-       (it.strategy == "wrap" or it.strategy == "blocked" and not it.held_as) then
-      for _, d in ipairs(held[it.check] or {}) do
-        if d.a.CKA_CLASS == cls and pcall(p.plan.prove, it, d.obj) then
-          p.plan.counts[it.strategy] = p.plan.counts[it.strategy] - 1
-          it.strategy, it.held_as = "blocked", d.ref
-          it.reason = ("%s holds this key already as %s (renamed on one side behind the route: "
-            .. "give both the same class, ID and label)"):format(p.to, d.ref)
-          p.plan.counts.blocked = (p.plan.counts.blocked or 0) + 1
-          break
-        end
-      end
-    end
-  end
-end
-
 local DIRECTIONS = {["both"] = {{"blue", "green"}, {"green", "blue"}},
                     ["blue-to-green"] = {{"blue", "green"}}, ["green-to-blue"] = {{"green", "blue"}}}
 
@@ -656,12 +629,6 @@ function M.sync(ctx, cut, direction, opts)
     for _, p in ipairs(plans) do p.plan = diff(cut, p.from, p.to, {capacity = (opts.capacity or {})[p.to]}) end
   end
   local res = {copied = 0, deleted = deleted, changed = changed, blocked = {}, failed = 0, unproven = unproven}
-  -- (syncing both ways, the other plan's items are the objects of this one's destination)
-  for _, p in ipairs(plans) do
-    local back
-    for _, q in ipairs(plans) do if q.from == p.to then back = q.plan.items end end
-    refuse_renamed(cut, p, back)
-  end
   for _, u in ipairs(unchanged) do ctx.say("change not carried: %s", u) end
   for _, p in ipairs(plans) do
     local sum = migrate.apply_reported(ctx, p.plan, ("syncing %s to %s"):format(p.from, p.to), {})

@@ -289,6 +289,41 @@ local function proves(plan, it, obj)
   return ok and not how:find("only", 1, true)
 end
 
+-- A key the destination holds already under another class, ID or label (renamed on one
+-- side, or copied under another name) is not copied a second time: the item is blocked,
+-- naming the object that holds it, proven by an operation. Destination objects that are
+-- the twins of source objects do not count (a source may hold one key under two names), nor
+-- do items in flight in an interrupted run (what it left is judged below).
+local function held_elsewhere(plan, srcs, dsts, inflight)
+  local src_refs, held = {}, {}
+  for _, it in ipairs(srcs) do src_refs[it.ref] = true end
+  for _, d in ipairs(dsts) do
+    if d.check and not src_refs[d.ref] then
+      held[d.check] = held[d.check] or {}
+      table.insert(held[d.check], d)
+    end
+  end
+  if not next(held) then return end
+  for _, it in ipairs(plan.items) do
+    local cls = it.a.CKA_CLASS
+    if it.check and held[it.check] and not inflight[it.ref] and not it.held_as
+       and (cls == "CKO_SECRET_KEY" or cls == "CKO_PRIVATE_KEY")
+       and (it.strategy == "wrap" or it.strategy == "blocked") then
+      for _, d in ipairs(held[it.check]) do
+        if d.a.CKA_CLASS == cls and proves(plan, it, d.obj) then
+          plan.counts[it.strategy] = plan.counts[it.strategy] - 1
+          it.strategy, it.held_as = "blocked", d.ref
+          it.reason = ("the destination holds this key already as %s (another class, ID or label: "
+            .. "renamed on one side?); it is not copied a second time: give both the same "
+            .. "class, ID and label"):format(d.ref)
+          plan.counts.blocked = (plan.counts.blocked or 0) + 1
+          break
+        end
+      end
+    end
+  end
+end
+
 --- Plans items that may come from a source session or from a manifest (split runs): each
 --- {ref=, a=<attributes>, check=, obj= | blob=}. base: fields of the plan, among them
 --- prove(it, dst_obj) -> description, raising when the destination object is not the key.
@@ -402,6 +437,7 @@ function M.plan_items(srcs, dst, opts, base)
     plan.counts[it.strategy] = (plan.counts[it.strategy] or 0) + 1
     plan.items[#plan.items + 1] = it
   end
+  held_elsewhere(plan, srcs, dsts, inflight)
   -- Objects without label or ID that appeared during the interrupted run, and objects nothing
   -- can be read of, may be what a killed C_UnwrapKey left: removed only when they hold a key
   -- that was in flight; any other is listed and left.

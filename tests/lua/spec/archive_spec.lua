@@ -80,6 +80,42 @@ describe("archive backup and restore", function()
     assert.same({migrated = 0, skipped = 5, blocked = 1, failed = 0}, result)
   end)
 
+  it("proves a key that only wraps by a probe it wrapped, and refuses another key in its place", function()
+    -- SoftHSM2 records no check value for an unwrapped key, and a key that may only wrap
+    -- and unwrap (a KEK, an SKS master key) has no KCV: the archive carries a probe key
+    -- wrapped under it at the source, which the restored key must unwrap.
+    local src <close> = hsm.token(H.new_token("arc-w-src"))
+    assert(src:generate{type = "AES", bits = 256, label = "kek", id = "\9", CKA_EXTRACTABLE = true,
+                        CKA_WRAP = true, CKA_UNWRAP = true, CKA_ENCRYPT = false, CKA_DECRYPT = false,
+                        CKA_SIGN = false, CKA_VERIFY = false})
+    local path = work .. "/arc-wrap"
+    archive.backup(src, archive.key_from_components(src, comps()), path)
+    local function plan_on(dst)
+      local dkey = archive.key_from_components(dst, comps())
+      return archive.plan(dst, dkey, archive.open(dst, dkey, path))
+    end
+    local dst <close> = hsm.token(H.new_token("arc-w-dst"))
+    local how
+    local result = migrate.apply(plan_on(dst), {on_item = function(ev) how = ev.verified end})
+    assert.same({migrated = 1, skipped = 0, blocked = 0, failed = 0}, result)
+    assert.equal("unwrapped on the destination a probe key the source wrapped", how)
+    assert.equal("", dst:find{CKA_LABEL = "kek"}:get("CKA_CHECK_VALUE") or "")  -- none recorded
+    -- A token already holding another wrap-only key under that class, ID and label, with no
+    -- check value either (unwrapped there): the restore cannot prove it the same key, and
+    -- leaves it.
+    local other <close> = hsm.token(H.new_token("arc-w-other"))
+    local w = assert(other:generate{type = "AES", bits = 256, token = false, CKA_WRAP = true, CKA_UNWRAP = true})
+    local k = assert(other:generate{type = "AES", bits = 256, token = false, CKA_EXTRACTABLE = true})
+    assert(other:unwrap("CKM_AES_KEY_WRAP_PAD", w, assert(other:wrap("CKM_AES_KEY_WRAP_PAD", w, k)),
+      {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = true, CKA_LABEL = "kek",
+       CKA_ID = "\9", CKA_WRAP = true, CKA_UNWRAP = true, CKA_ENCRYPT = false, CKA_DECRYPT = false}))
+    local plan = plan_on(other)
+    assert.equal("conflict", plan.items[1].strategy)
+    assert.matches("cannot be proven to hold the same key", plan.items[1].reason)
+    assert.has_error(function() migrate.apply(plan, {}) end)
+    assert.equal(1, #other:find_all{CKA_LABEL = "kek"})
+  end)
+
   it("refuses another key before writing", function()
     local src <close> = hsm.token(H.new_token("arc-k1"))
     assert(src:generate{type = "AES", bits = 128, label = "a", CKA_EXTRACTABLE = true})

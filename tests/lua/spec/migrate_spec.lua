@@ -108,6 +108,38 @@ describe("migrate plan", function()
     t.close()
   end)
 
+  it("does not copy a second time a key the destination holds under another label", function()
+    local src <close> = hsm.token(H.new_token("held-src"))
+    local dst <close> = hsm.token(H.new_token("held-dst"))
+    aes(src, "app", "\1")
+    aes(src, "fresh", "\2")
+    local one = {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = true,
+                 CKA_VALUE = ("\7"):rep(32), CKA_EXTRACTABLE = true, CKA_ENCRYPT = true, CKA_DECRYPT = true}
+    -- The source holds one key under two names (a legitimate alias): both are copied.
+    for i, l in ipairs({"alias-a", "alias-b"}) do
+      local t = {CKA_LABEL = l, CKA_ID = string.char(4 + i)}
+      for k, v in pairs(one) do t[k] = v end
+      assert(src:create(t))
+    end
+    local t = transport.new(src, dst, {})
+    -- The destination already holds app's key, renamed.
+    local plan = migrate.plan(src, dst, {transport = t})
+    assert(migrate.apply(plan, {}))
+    assert(dst:find{CKA_LABEL = "app"}:set{CKA_LABEL = "app-renamed", CKA_ID = "\9"})
+    assert(dst:find{CKA_LABEL = "alias-b"}:destroy())
+    plan = migrate.plan(src, dst, {transport = t})
+    local st = strategies(plan)
+    assert.equal("blocked", st["secret-key/01/app"][1])
+    assert.matches("holds this key already as secret%-key/09/app%-renamed", st["secret-key/01/app"][2])
+    assert.equal("skip", st["secret-key/02/fresh"][1])
+    assert.equal("skip", st["secret-key/05/alias-a"][1])
+    assert.equal("wrap", st["secret-key/06/alias-b"][1])   -- alias-a's twin is the source's own
+    local before = #dst:find_all{CKA_CLASS = "CKO_SECRET_KEY"}
+    assert.same({migrated = 1, skipped = 2, blocked = 1, failed = 0}, migrate.apply(plan, {}))
+    assert.equal(before + 1, #dst:find_all{CKA_CLASS = "CKO_SECRET_KEY"})
+    t.close()
+  end)
+
   it("refuses unsafe or weaker wrapping keys", function()
     local src <close> = hsm.token(H.new_token("unsafe-src"))
     local dst <close> = hsm.token(H.new_token("unsafe-dst"))

@@ -203,7 +203,9 @@ function M.pin_again(rec, assigns, g)
   local uri = g.uri
   if g.pin_source then
     if g.pin_source == "" then return nil, g.name .. ".pin-source is empty" end
-    uri = had .. (had:find("?", 1, true) and "&" or "?") .. "pin-source=" .. g.pin_source
+    -- (the journal may hold the run's own pin-source: the one given now takes its place)
+    local base = had:gsub("([?&])pin%-source=[^&]*&?", "%1"):gsub("[?&]$", "")
+    uri = base .. (base:find("?", 1, true) and "&" or "?") .. "pin-source=" .. g.pin_source
   end
   local u = core.uri_parse(uri)
   if not u then return nil, ("%s: not a PKCS#11 URI"):format(g.name) end

@@ -40,4 +40,17 @@ h resume "$J" from.pin-source=; rc_is 2
 has err "from.pin-source is empty"
 h resume "$J" nope.pin-source="file:$work/pin"; rc_is 2
 has err "nope is not a token URI parameter"
+
+# A run started with pin-source= journals that source (a path, not the PIN); the PIN file
+# has moved since (the run's disk filled up, say): NAME.pin-source= names the new one and
+# takes its place, wherever it stood in the URI.
+printf '%s' "$PIN" > "$work/pin-old"
+J2=$work/journal2
+h run generic/migrate from="pkcs11:token=rsrc?pin-source=file:$work/pin-old" \
+  to="pkcs11:token=rdst?pin-source=file:$work/pin-old&module-path=$MODULE" --journal "$J2" --yes
+rc_is 0
+mv "$work/pin-old" "$work/pin-new"
+h resume "$J2" --yes; rc_is 1; has err "pin-old"
+h resume "$J2" from.pin-source="file:$work/pin-new" to.pin-source="file:$work/pin-new" --yes; rc_is 0
+has err "0 migrated, 2 skipped"
 finish

@@ -650,7 +650,12 @@ function M.sync(ctx, cut, direction, opts)
   if direction == "both" then c.births_offset = upto end
   step_done(c, "sync", {direction = direction, copied = res.copied, deleted = deleted, changed = changed,
                         blocked = #res.blocked, generation = route.read(cut.state).generation})
-  save(cut.state, c)
+  local saved, serr = pcall(save, cut.state, c)
+  if not saved then
+    error(("sync: %d copied, %d deleted, %d changed, but the step cannot be recorded: %s; run "
+      .. "step=sync again once there is room (nothing is copied twice)"):format(res.copied, deleted,
+      changed, tostring(serr)), 0)
+  end
   ctx.say("sync (%s): %d copied, %d deleted, %d changed, %d cannot be copied", direction, res.copied,
     deleted, changed, #res.blocked)
   for _, r in ipairs(res.blocked) do ctx.say("not copied to %s: %s %s: %s", r.to, r.class, r.label, r.reason or "") end

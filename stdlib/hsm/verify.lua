@@ -165,6 +165,9 @@ function M.check_evidence(dst, d_obj, a, ev)
     end
     error("the destination does not verify the source's MAC: " .. tostring(err), 0)
   elseif ev.kind == "unwrap" then
+    if not listed(dst, ev.mech, "CKF_UNWRAP") then
+      return ("check value only (the destination cannot unwrap with %s)"):format(ev.mech)
+    end
     local mech = ev.mech == "CKM_AES_KEY_WRAP" and ev.mech or {ev.mech, iv = ("\0"):rep(16)}
     local back, err = dst:unwrap(mech, d_obj, ev.wrapped,
       {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})

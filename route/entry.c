@@ -205,7 +205,7 @@ int route_choose(unsigned mask, const route_state *st, int *missed)
         rng = mix64(rng);
         r = rng;
     }
-    int want = (int)(r % 100) < st->weight[ROUTE_BLUE] ? ROUTE_BLUE : ROUTE_GREEN;
+    int want = (int)(r % 100) < route_weights(st)[ROUTE_BLUE] ? ROUTE_BLUE : ROUTE_GREEN;
     if (missed)
         *missed = 0;
     if ((mask & (1u << want)) && route_side_usable(want))

@@ -37,6 +37,8 @@ typedef struct route_state {
     char *token[ROUTE_SIDES];      /* token label, or NULL */
     char *serial[ROUTE_SIDES];     /* token serial, or NULL */
     int weight[ROUTE_SIDES];       /* 0..100, sum 100 */
+    long long until;               /* weights-until (seconds since 1970), 0 when none */
+    int after[ROUTE_SIDES];        /* weights-after: the weights once `until` has passed */
     int write_side;
     route_mode mode;
     struct route_state *older;     /* the snapshots it replaced */
@@ -50,6 +52,9 @@ route_state *route_state_load(const char *path, char *why, size_t whylen);
 /* At an operation's start: re-reads the state file when it changed (a stat at most every
  * 100 ms); a bad new state is logged and ignored. Returns the current snapshot. */
 const route_state *route_state_current(void);
+/* The weights in force: weight, or after once weights-until has passed (a canary whose
+ * watcher died: the module falls back by itself; the clock is read at each state check). */
+const int *route_weights(const route_state *s);
 
 /* ------------------------------------------------------------------ log (log.c) */
 int route_open_shared(const char *path);

@@ -56,7 +56,7 @@ static int parse_side(route_state *s, int side, const char *val, char *why, size
     return rc;
 }
 
-static int parse_weights(route_state *s, const char *v, char *why, size_t len)
+static int parse_weights(int *w, const char *v, char *why, size_t len)
 {
     char *end;
     errno = 0;
@@ -71,8 +71,8 @@ static int parse_weights(route_state *s, const char *v, char *why, size_t len)
         return fail(why, len, "weights: '%s': each weight is 0 to 100%s", v, "");
     if (b + gr != 100)
         return fail(why, len, "weights: '%s' do not add up to 100%s", v, "");
-    s->weight[ROUTE_BLUE] = (int)b;
-    s->weight[ROUTE_GREEN] = (int)gr;
+    w[ROUTE_BLUE] = (int)b;
+    w[ROUTE_GREEN] = (int)gr;
     return 0;
 }
 
@@ -88,9 +88,10 @@ route_state *route_state_parse(const char *text, size_t len, char *why, size_t w
     }
     memcpy(buf, text, len);
     buf[len] = '\0';
-    enum { K_FORMAT, K_GEN, K_BLUE, K_GREEN, K_WEIGHTS, K_WRITE, K_MODE, K_END, K_N };
-    static const char *const keys[K_N] = {"format", "generation", "blue", "green",
-                                          "weights", "write", "mode", "end"};
+    enum { K_FORMAT, K_GEN, K_BLUE, K_GREEN, K_WEIGHTS, K_WRITE, K_MODE, K_UNTIL, K_AFTER,
+           K_END, K_N };
+    static const char *const keys[K_N] = {"format", "generation", "blue", "green", "weights",
+                                          "write", "mode", "weights-until", "weights-after", "end"};
     int seen[K_N] = {0};
     int rc = 0, lineno = 0;
     char *save = NULL;
@@ -156,7 +157,18 @@ route_state *route_state_parse(const char *text, size_t len, char *why, size_t w
             rc = parse_side(s, k == K_BLUE ? ROUTE_BLUE : ROUTE_GREEN, val, why, whylen);
             break;
         case K_WEIGHTS:
-            rc = parse_weights(s, val, why, whylen);
+            rc = parse_weights(s->weight, val, why, whylen);
+            break;
+        case K_AFTER:
+            rc = parse_weights(s->after, val, why, whylen);
+            break;
+        case K_UNTIL:
+            errno = 0;
+            s->until = strtoll(val, &end, 10);
+            if (end == val || *end || errno || s->until <= 0) {
+                snprintf(why, whylen, "weights-until '%.40s' is not a time (seconds since 1970)", val);
+                rc = -1;
+            }
             break;
         case K_WRITE:
             if (strcmp(val, "blue") == 0)
@@ -182,8 +194,12 @@ route_state *route_state_parse(const char *text, size_t len, char *why, size_t w
             break;
         }
     }
+    if (rc == 0 && seen[K_UNTIL] != seen[K_AFTER]) {
+        snprintf(why, whylen, "weights-until and weights-after go together");
+        rc = -1;
+    }
     for (int k = 0; rc == 0 && k < K_N; k++)
-        if (!seen[k]) {
+        if (!seen[k] && k != K_UNTIL && k != K_AFTER) {
             if (k == K_END)
                 snprintf(why, whylen, "no 'end' line: the state file is truncated");
             else
@@ -226,6 +242,27 @@ route_state *route_state_load(const char *path, char *why, size_t whylen)
 
 /* What the last stat saw, so an unchanged (or already rejected) file is not re-read. */
 static atomic_llong last_check_ms;
+/* The wall clock (seconds) at the last check, for weights-until: no clock read per call. */
+static atomic_llong wall_s;
+static _Atomic unsigned long long expiry_logged;   /* the generation whose expiry was logged */
+
+static long long wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec;
+}
+
+const int *route_weights(const route_state *s)
+{
+    if (s->until == 0 || atomic_load(&wall_s) < s->until)
+        return s->weight;
+    if (atomic_exchange(&expiry_logged, s->generation) != s->generation)
+        route_log("state generation %llu: weights-until %lld passed with nobody renewing it "
+                  "(a canary's watcher gone?); weights %d/%d", s->generation, s->until,
+                  s->after[ROUTE_BLUE], s->after[ROUTE_GREEN]);
+    return s->after;
+}
 static struct { dev_t dev; ino_t ino; off_t size; long long mtime_ns; } seen;
 static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -241,6 +278,7 @@ void route_state_seen_reset(void)
         seen.mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
     }
     atomic_store(&last_check_ms, route_now_ms());
+    atomic_store(&wall_s, wall_now());
 }
 
 static int same_sides(const route_state *a, const route_state *b)
@@ -319,6 +357,7 @@ const route_state *route_state_current(void)
         pthread_mutex_lock(&check_lock);
         if (route_now_ms() - atomic_load(&last_check_ms) >= 100) {
             recheck();
+            atomic_store(&wall_s, wall_now());
             atomic_store(&last_check_ms, route_now_ms());
         }
         pthread_mutex_unlock(&check_lock);

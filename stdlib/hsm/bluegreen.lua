@@ -457,6 +457,8 @@ function M.watch(ctx, cut, start, seconds, max_error_rate)
   return d, why
 end
 
+local CANARY_GRACE = 10   -- seconds after a canary's watch before the module falls back alone
+
 --- Step canary: green takes weight N for the watch window; green worse than blue by more
 --- than max_error_rate, or down, puts its weight back to 0 and fails, saying why.
 function M.canary(ctx, cut, opts)
@@ -474,8 +476,12 @@ function M.canary(ctx, cut, opts)
     return
   end
   local start = side_counts(cut.state)
-  route.set(cut.state, {weights = ("%d/%d"):format(100 - w, w)})
-  ctx.say("weights %d/%d; watching for %d s", 100 - w, w, opts.watch)
+  -- The weights hold until the watch should have ended (and a little more): if this process
+  -- dies while watching, the module itself puts green back to 0 then.
+  local weights = ("%d/%d"):format(100 - w, w)
+  route.set(cut.state, {weights = weights, ["until"] = os.time() + opts.watch + CANARY_GRACE, after = "100/0"})
+  ctx.say("weights %s; watching for %d s (should this watch die, the module falls back to 100/0 "
+    .. "by itself %d s after its end)", weights, opts.watch, CANARY_GRACE)
   local d, why = M.watch(ctx, cut, start, opts.watch, opts.max_error_rate)
   if why then
     route.set(cut.state, {weights = "100/0"})
@@ -484,6 +490,7 @@ function M.canary(ctx, cut, opts)
     ctx.emit({event = "bluegreen", step = "canary", weight = 0, fell_back = why})
     error(("canary at weight %d: %s; green's weight is back to 0"):format(w, why), 0)
   end
+  route.set(cut.state, {weights = weights})   -- it held: the weights stay, with no deadline
   step_done(c, "canary", {weight = w})
   save(cut.state, c)
   ctx.emit({event = "bluegreen", step = "canary", weight = w, ops_green = d.green.ops, ops_blue = d.blue.ops})
@@ -795,8 +802,9 @@ function M.status(ctx, cut, opts)
   local lines = births_since(cut.state, c.births_offset or 0)
   local rs = route.status(cut.state)
   local since = c.cutover_time and os.time() - c.cutover_time or nil
+  local in_force, weights_text = route.weights_now(cut.route)
   local s = {id = c.id, last_step = c.last, finished = c.finished ~= nil,
-    weights = cut.route.weights, write = cut.route.write, mode = cut.route.mode,
+    weights = in_force, write = cut.route.write, mode = cut.route.mode,
     generation = cut.route.generation,
     objects = {both = f.plan.counts.skip or 0, blue_only = #f.missing, green_only = #f.only_green,
                blocked = #f.blocked, pending = #f.pending},
@@ -809,7 +817,7 @@ function M.status(ctx, cut, opts)
   ctx.emit(s)
   if ctx.json then return s end
   ctx.print(("cutover %s: last step %s%s; weights %s, write %s, mode %s (generation %d)"):format(c.id,
-    tostring(c.last), c.finished and " (finished)" or "", s.weights, s.write, s.mode, s.generation))
+    tostring(c.last), c.finished and " (finished)" or "", weights_text, s.write, s.mode, s.generation))
   ctx.print(("objects: %d on both sides, %d on blue only, %d on green only, %d cannot be on green, %d made since the last sync; %d split-brain conflict(s)")
     :format(s.objects.both, s.objects.blue_only, s.objects.green_only, s.objects.blocked, s.objects.pending, s.conflicts))
   ctx.print(("pending: %d birth-journal line(s) since the last sync; last backup %s"):format(s.pending_births, c.backup))

@@ -161,7 +161,8 @@ function M.route(sub, path, ...)
   end
   local route = require("hsm.route")
   local function facts(st)
-    return ("generation %d, weights %s, write %s, mode %s"):format(st.generation, st.weights, st.write, st.mode)
+    return ("generation %d, weights %s, write %s, mode %s"):format(st.generation,
+      select(2, route.weights_now(st)), st.write, st.mode)
   end
   if sub == "init" then
     print(("route state %s: %s"):format(path, facts(route.init(path, opts))))

@@ -10,6 +10,9 @@ local output = require("hsm.output")
 local M = {}
 
 local KEYS = {"format", "generation", "blue", "green", "weights", "write", "mode"}
+-- Optional, together: the weights hold until that time, then weights-after does (a canary
+-- sets them, so that the module falls back by itself if its watcher dies).
+local TIMED = {"weights-until", "weights-after"}
 local SIDES = {"blue", "green"}
 
 --- A side's URI checked as the module will check it: parsed, a token named, no PIN.
@@ -27,14 +30,28 @@ local function side_uri(name, uri)
   return uri
 end
 
+local function check_weights(name, w)
+  local b, g = tostring(w):match("^(%d+)/(%d+)$")
+  b, g = tonumber(b), tonumber(g)
+  if not b or b > 100 or g > 100 or b + g ~= 100 then
+    error(("%s=%s: give BLUE/GREEN, each 0 to 100, adding up to 100 (e.g. 90/10)"):format(name, tostring(w)), 0)
+  end
+end
+
 --- Checks a state table; raises naming the first bad field.
 local function check(st)
   for _, s in ipairs(SIDES) do side_uri(s, st[s]) end
   if st.blue == st.green then error("blue and green name the same token", 0) end
-  local b, g = tostring(st.weights):match("^(%d+)/(%d+)$")
-  b, g = tonumber(b), tonumber(g)
-  if not b or b > 100 or g > 100 or b + g ~= 100 then
-    error(("weights=%s: give BLUE/GREEN, each 0 to 100, adding up to 100 (e.g. 90/10)"):format(tostring(st.weights)), 0)
+  check_weights("weights", st.weights)
+  if (st["weights-until"] == nil) ~= (st["weights-after"] == nil) then
+    error("weights-until and weights-after go together", 0)
+  end
+  if st["weights-until"] ~= nil then
+    local t = math.tointeger(tonumber(st["weights-until"]))
+    if not t or t <= 0 or tostring(t) ~= tostring(st["weights-until"]) then
+      error(("weights-until=%s: give a time in seconds since 1970"):format(tostring(st["weights-until"])), 0)
+    end
+    check_weights("weights-after", st["weights-after"])
   end
   if st.write ~= "blue" and st.write ~= "green" then
     error(("write=%s: give blue or green"):format(tostring(st.write)), 0)
@@ -84,6 +101,9 @@ end
 local function render(st)
   local out = {"# hsmsh route state (docs/route-state.md); change it with `hsmsh route set`"}
   for _, k in ipairs(KEYS) do out[#out + 1] = ("%s=%s"):format(k, tostring(st[k])) end
+  for _, k in ipairs(TIMED) do
+    if st[k] ~= nil then out[#out + 1] = ("%s=%s"):format(k, tostring(st[k])) end
+  end
   out[#out + 1] = "end\n"
   return table.concat(out, "\n")
 end
@@ -137,13 +157,32 @@ function M.init(path, opts)
   return st
 end
 
+--- The weights the module uses now, and a sentence for people: "90/10 until 16:40:00 UTC,
+--- then 100/0", or, once weights-until has passed, the weights after it.
+function M.weights_now(st, now)
+  local untl = tonumber(st["weights-until"])
+  if not untl then return st.weights, st.weights end
+  if (now or os.time()) >= untl then
+    return st["weights-after"], ("%s (weights %s held until %s: passed)"):format(st["weights-after"],
+      st.weights, os.date("!%Y-%m-%d %H:%M:%S UTC", untl))
+  end
+  return st.weights, ("%s until %s, then %s"):format(st.weights, os.date("!%Y-%m-%d %H:%M:%S UTC", untl),
+    st["weights-after"])
+end
+
 --- Changes weights, write and/or mode; the generation goes up by one. Returns the new state.
+--- changes.until (seconds since 1970) and changes.after (B/G): the weights hold until then,
+--- after that the module uses `after` by itself; weights given without them clear both.
 function M.set(path, changes)
   return locked(path, function()
     local st = M.read(path)
     local any = false
     for _, k in ipairs({"weights", "write", "mode"}) do
       if changes[k] ~= nil then st[k], any = changes[k], true end
+    end
+    if changes.weights ~= nil then
+      st["weights-until"] = changes["until"] and math.tointeger(changes["until"]) or nil
+      st["weights-after"] = changes.after
     end
     if not any then error("route set: give weights=B/G, write=blue|green or mode=normal|limited-write", 0) end
     st.generation = st.generation + 1

@@ -16,7 +16,8 @@
 #  4. split-brain: the same class, ID and label holding different keys on the two sides stops
 #     the sync, naming it, with nothing changed;
 #  5. kill -9 inside write-switch, cutover and rollback (inside their syncs, after the weights
-#     moved) and during a canary's watch: each run again, keys and route state agree;
+#     moved) and during a canary's watch (the state then carries a deadline after which the
+#     module falls back by itself): each run again, keys and route state agree;
 #  6. split mode: after cutover, keys born on green and a rollback with blue_capacity too small
 #     for them: the rollback ends in split mode listing them, the route serves them from green
 #     (pkcs11-tool signs through the module, openssl verifies with green's public key), and
@@ -98,9 +99,17 @@ check "the application saw no failed operation ($(cat app.out) $(show app.err))"
 for _ in $(seq 1 50); do grep -qx 'weights=70/30' "$S" && break; sleep 0.1; done
 kill -9 $canary; wait $canary 2> /dev/null
 check "a canary killed while watching leaves its weight (70/30)" grep -qx 'weights=70/30' "$S"
+# ... only until its watch should have ended: then the module falls back by itself
+# (route.sh shows a live application moving at that time).
+until=$(sed -n 's/^weights-until=//p' "$S") now=$(date +%s)
+check "with a deadline: its watch's end and 10 s ($((until - now)) s from now)" \
+  [ -n "$until" ] && [ $((until - now)) -gt 25 ] && [ $((until - now)) -le 41 ]
+check "and 100/0 after it" grep -qx 'weights-after=100/0' "$S"
+h route status "$S"; rc_is 0; has out "weights 70/30 until "
 step canary weight=0 watch=1
 rc_is 0
 check "the canary run again sets the weights it is given" grep -qx 'weights=100/0' "$S"
+check "a canary that held leaves no deadline" bash -c "! grep -q '^weights-until=' '$S'"
 step status --json
 check "status: the canary fell back (last step canary, weights 100/0)" \
   python3 -c 'import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; sys.exit(not (s["last_step"] == "canary" and s["weights"] == "100/0"))' out

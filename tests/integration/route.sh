@@ -137,6 +137,54 @@ has out "P99 µs"
 p99=$("$HSMSH" route status "$S" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['sides']['blue']['latency_us']['p99'])" 2>/dev/null)
 check "route status gives blue's p99 latency in µs ($p99)" [ "${p99:-0}" -gt 0 ]
 
+# ---- weights-until: a live application falls back by itself when the deadline passes
+# (what a canary whose watcher died leaves: weights 0/100 until T, then 100/0), with no
+# change to the file.
+timed() {  # timed UNTIL: the state at 0/100 until UNTIL, then 100/0, one generation higher
+  python3 - "$S" "$1" <<'PY'
+import re, sys
+path, until = sys.argv[1], sys.argv[2]
+t = open(path).read()
+g = int(re.search(r"^generation=(\d+)$", t, re.M).group(1))
+t = re.sub(r"^generation=\d+$", "generation=%d" % (g + 1), t, flags=re.M)
+t = re.sub(r"^weights=.*$", "weights=0/100", t, flags=re.M)
+t = re.sub(r"^(weights-until|weights-after)=.*\n", "", t, flags=re.M)
+t = t.replace("\nend\n", "\nweights-until=%s\nweights-after=100/0\nend\n" % until)
+open(path + ".new", "w").write(t)
+PY
+  mv "$S.new" "$S"
+}
+timed $(( $(date +%s) + 3 ))
+h route status "$S"; rc_is 0; has out "weights 0/100 until "; has out ", then 100/0"
+cat > timed.lua <<'LUA'
+local hsm = require("hsm")
+local s = hsm.token(("pkcs11:token=blue?module-path=%s&pin-value=1234"):format(arg[1]))
+local key = assert(s:find_all{CKA_CLASS = "CKO_PRIVATE_KEY", CKA_LABEL = "both"})[1]
+for i = 1, 5 do assert(s:sign("CKM_ECDSA", key, ("b"):rep(32)), "sign before the deadline") end
+hsm.core.sleep(tonumber(arg[2]) - os.time() + 1.3)
+for i = 1, 5 do assert(s:sign("CKM_ECDSA", key, ("a"):rep(32)), "sign after the deadline") end
+print("signed before and after")
+LUA
+b0=$(ops blue ops); g0=$(ops green ops)
+"$HSMSH" timed.lua "$ROUTE" "$(sed -n 's/^weights-until=//p' "$S")" > timed.out 2>&1
+check "a live application signs before and after the deadline ($(show timed.out))" grep -q 'signed before and after' timed.out
+b1=$(ops blue ops); g1=$(ops green ops)
+check "before the deadline green signed, after it blue (blue ops $b0 -> $b1, green $g0 -> $g1)" \
+  [ $((b1 - b0)) -ge 5 ] && [ $((g1 - g0)) -ge 5 ]
+check "the log says the deadline passed ($(tail -1 "$S.log"))" grep -q 'weights-until .* passed with nobody renewing it' "$S.log"
+h route status "$S"; rc_is 0; has out "weights 100/0 (weights 0/100 held until "
+rt --login --pin 1234 --sign --id 01 -m ECDSA -i msg.txt -o late.sig > /dev/null 2>&1
+check "a process started after the deadline uses 100/0 at once ($b1 -> $(ops blue ops))" [ "$(ops blue ops)" -gt "$b1" ]
+h route set "$S" weights=0/100; rc_is 0
+check "route set weights= clears the deadline" bash -c "! grep -q '^weights-until=' '$S'"
+sed -i 's/^end$/weights-until=soon\nweights-after=100\/0\nend/' "$S"
+rt --login --pin 1234 -O > until.out 2>&1
+check "a malformed weights-until fails C_Initialize ($(show until.out))" grep -q 'CKR_GENERAL_ERROR' until.out
+check "and the log says why" grep -q "weights-until 'soon' is not a time" "$S.log"
+h route status "$S"; rc_is 1; has err "weights-until=soon: give a time in seconds since 1970"
+h route set "$S" weights=100/0; rc_is 1
+sed -i '/^weights-until=/d; /^weights-after=/d' "$S"
+
 # ---- bad state
 good=$(cat "$S")
 printf 'format=1\ngeneration=9\nweights=oops\n' > "$S"

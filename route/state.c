@@ -242,6 +242,8 @@ route_state *route_state_load(const char *path, char *why, size_t whylen)
 
 /* What the last stat saw, so an unchanged (or already rejected) file is not re-read. */
 static atomic_llong last_check_ms;
+static struct { dev_t dev; ino_t ino; off_t size; long long mtime_ns; } seen;
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The wall clock (seconds) at the last check, for weights-until: no clock read per call. */
 static atomic_llong wall_s;
 static _Atomic unsigned long long expiry_logged;   /* the generation whose expiry was logged */
@@ -257,14 +259,15 @@ const int *route_weights(const route_state *s)
 {
     if (s->until == 0 || atomic_load(&wall_s) < s->until)
         return s->weight;
-    if (atomic_exchange(&expiry_logged, s->generation) != s->generation)
-        route_log("state generation %llu: weights-until %lld passed with nobody renewing it "
-                  "(a canary's watcher gone?); weights %d/%d", s->generation, s->until,
+    /* (read first: after the deadline every operation passes here, and a write each time
+     * would bounce the cache line between threads) */
+    if (atomic_load(&expiry_logged) != s->generation &&
+        atomic_exchange(&expiry_logged, s->generation) != s->generation)
+        route_log("state generation %llu: weights-until %lld has passed (the canary that set it "
+                  "is no longer watching?); weights now %d/%d", s->generation, s->until,
                   s->after[ROUTE_BLUE], s->after[ROUTE_GREEN]);
     return s->after;
 }
-static struct { dev_t dev; ino_t ino; off_t size; long long mtime_ns; } seen;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void route_state_seen_reset(void);
 void route_state_seen_reset(void)

@@ -25,13 +25,36 @@ end
 
 local function listed(s, mech, flag) return (wrap.mechanisms(s)[mech] or {})[flag] end
 
+-- A mechanism name as a call takes it (the CBC ones with a zero IV: the probe is one key).
+local function as_mech(m) return m == "CKM_AES_KEY_WRAP" and m or {m, iv = ("\0"):rep(16)} end
+
 -- A mechanism the source wraps with and the destination unwraps with, for a 16-byte probe.
 local function key_wrap_mech(src, dst)
   for _, m in ipairs({"CKM_AES_KEY_WRAP", "CKM_AES_CBC_PAD", "CKM_AES_CBC"}) do
-    if listed(src, m, "CKF_WRAP") and listed(dst, m, "CKF_UNWRAP") then
-      return m == "CKM_AES_KEY_WRAP" and m or {m, iv = ("\0"):rep(16)}
-    end
+    if listed(src, m, "CKF_WRAP") and listed(dst, m, "CKF_UNWRAP") then return m end
   end
+end
+
+-- A throwaway AES-128 probe key wrapped under a key that only wraps: {mech, wrapped,
+-- probe_kcv}, or nil and why.
+local function wrapped_probe(s, key, mech)
+  local probe, err = s:generate{type = "AES", bits = 128, token = false, CKA_EXTRACTABLE = true,
+                                CKA_ENCRYPT = true}
+  if not probe then return nil, err end
+  local blob, werr = s:wrap(as_mech(mech), key, probe)
+  local kcv = keys.kcv(probe)
+  probe:destroy()
+  if not (blob and kcv) then return nil, werr end
+  return {mech = mech, wrapped = blob, probe_kcv = kcv}
+end
+
+-- Whether key unwraps the probe to a key with the recorded KCV: true, or false and why.
+local function unwraps_probe(s, key, p)
+  local back, err = s:unwrap(as_mech(p.mech), key, p.wrapped,
+    {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
+  local same = back ~= nil and keys.kcv(back) == p.probe_kcv
+  if back then back:destroy() end
+  return same, err
 end
 
 --- An operation with the source key checked with the destination key (or the reverse).
@@ -67,14 +90,9 @@ function M.functional(src, s_obj, dst, d_obj, a, pub_of)
     end
     local wm = kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP and key_wrap_mech(src, dst)
     if wm then
-      local probe = assert(src:generate{type = "AES", bits = 128, token = false,
-                                        CKA_EXTRACTABLE = true, CKA_ENCRYPT = true})
-      local blob, err = src:wrap(wm, s_obj, probe)
-      local back = blob and dst:unwrap(wm, d_obj, blob,
-        {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
-      local same = back and keys.kcv(back) == keys.kcv(probe)
-      probe:destroy()
-      if back then back:destroy() end
+      local p, err = wrapped_probe(src, s_obj, wm)
+      local same
+      if p then same, err = unwraps_probe(dst, d_obj, p) end
       if not same then error("a key wrapped on the source does not unwrap on the destination: " .. tostring(err), 0) end
       return "wrapped on the source, unwrapped on the destination"
     end
@@ -131,16 +149,8 @@ function M.evidence(src, obj, a, pub_of, kcv_is_enough)
     -- A key that only wraps (a KEK, an SKS master key): a throwaway probe key wrapped under
     -- it, and the probe's KCV, for the destination to unwrap and compare.
     local wm = kt == "CKK_AES" and a.CKA_WRAP and a.CKA_UNWRAP and key_wrap_mech(src, src)
-    if wm then
-      local probe = src:generate{type = "AES", bits = 128, token = false, CKA_EXTRACTABLE = true,
-                                 CKA_ENCRYPT = true}
-      local blob = probe and src:wrap(wm, obj, probe)
-      local kcv = probe and keys.kcv(probe)
-      if probe then probe:destroy() end
-      if blob and kcv then
-        return {kind = "unwrap", mech = type(wm) == "table" and wm[1] or wm, wrapped = blob, probe_kcv = kcv}
-      end
-    end
+    local p = wm and wrapped_probe(src, obj, wm)
+    if p then p.kind = "unwrap"; return p end
   elseif cls == "CKO_PRIVATE_KEY" and a.CKA_SIGN then
     local pub = pub_of(a.CKA_ID or "")
     local spki = pub and keys.spki(pub)
@@ -168,11 +178,7 @@ function M.check_evidence(dst, d_obj, a, ev)
     if not listed(dst, ev.mech, "CKF_UNWRAP") then
       return ("check value only (the destination cannot unwrap with %s)"):format(ev.mech)
     end
-    local mech = ev.mech == "CKM_AES_KEY_WRAP" and ev.mech or {ev.mech, iv = ("\0"):rep(16)}
-    local back, err = dst:unwrap(mech, d_obj, ev.wrapped,
-      {CKA_CLASS = "CKO_SECRET_KEY", CKA_KEY_TYPE = "CKK_AES", CKA_TOKEN = false, CKA_ENCRYPT = true})
-    local same = back and keys.kcv(back) == ev.probe_kcv
-    if back then back:destroy() end
+    local same, err = unwraps_probe(dst, d_obj, ev)
     if not same then error("the destination does not unwrap the probe the source wrapped: " .. tostring(err), 0) end
     return "unwrapped on the destination a probe key the source wrapped"
   elseif ev.kind == "sign" then
